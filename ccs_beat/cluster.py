@@ -1,0 +1,431 @@
+"""Reading the cluster: one broadcast -> an immutable :class:`Snapshot`.
+
+The stock approach calls ``inspect().active()``, ``.reserved()`` and
+``.scheduled()`` one after the other, and each waits its whole timeout because
+it does not know how many replies to expect: about 3 s per check. Here:
+
+* one broadcast of the ``ccs_snapshot`` command (see :mod:`ccs_beat.control`),
+  which each worker answers with active + reserved + scheduled read in one go,
+  plus its own clock and the peers it knows from Celery's gossip;
+* the wait ends as soon as every *expected* worker has answered. Membership
+  comes from previous replies and from the peers lists (which Celery builds
+  from worker heartbeats and online/offline events). A reply from a worker we
+  did not expect means membership is stale, so that read waits the full
+  timeout; a known worker that stays silent makes the read incomplete, which
+  the decision treats as "cannot tell" (``on_unknown``);
+* workers without ccs_beat answer the broadcast with an error; they are then
+  read with the three stock commands, addressed to them only.
+
+The pure parts (:class:`Membership`, :func:`parse_reply`, :class:`Snapshot`) are
+separate from :class:`ClusterReader`, the only piece that talks to a broker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from kombu import Consumer
+from kombu.utils.uuid import uuid
+
+from .errors import ConfigurationError, UnkeyableError
+from .identity import KeySpec, task_key
+
+logger = logging.getLogger(__name__)
+
+#: name of the inspect command served by workers that import ccs_beat
+COMMAND = "ccs_snapshot"
+#: version of the reply format
+PROTOCOL = 1
+
+STATES = ("active", "reserved", "scheduled")
+
+
+@dataclass(frozen=True)
+class SeenTask:
+    """One task request as a worker reported it."""
+
+    id: str
+    name: str
+    args: Any
+    kwargs: Any
+    state: str
+    worker: str
+    time_start: float | None = None
+    worker_now: float | None = None
+    stamp: Mapping[str, Any] | None = None
+
+    @property
+    def age(self) -> float | None:
+        """Seconds since the task started, by the worker's own clock."""
+        if self.time_start is None or self.worker_now is None:
+            return None
+        return max(0.0, self.worker_now - self.time_start)
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    hostname: str
+    tasks: tuple[SeenTask, ...]
+    now: float | None
+    peers: frozenset[str] | None
+    legacy: bool = False
+    pool: str | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What the cluster looked like at ``taken_at`` (beat's wall clock).
+
+    ``missing`` are workers we expected but that did not answer; ``garbled``
+    maps workers whose reply we could not use to the reason; ``failure`` is set
+    when the broker itself could not be used. A snapshot is *complete* when at
+    least one worker answered and none of those three holds.
+    """
+
+    taken_at: float
+    elapsed: float = 0.0
+    workers: Mapping[str, WorkerView] = field(default_factory=dict)
+    missing: frozenset[str] = frozenset()
+    garbled: Mapping[str, str] = field(default_factory=dict)
+    failure: str | None = None
+    broadcasts: int = 0
+    timeout: float = 0.0
+    _by_id: dict[str, SeenTask] = field(default_factory=dict, compare=False, repr=False)
+    _indexes: dict[KeySpec, dict[str, list[SeenTask]]] = field(
+        default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for view in self.workers.values():
+            for task in view.tasks:
+                self._by_id.setdefault(task.id, task)
+
+    @property
+    def tasks(self) -> Iterable[SeenTask]:
+        for view in self.workers.values():
+            yield from view.tasks
+
+    def find(self, task_id: str) -> SeenTask | None:
+        return self._by_id.get(task_id)
+
+    def answered(self, worker: str) -> bool:
+        return worker in self.workers
+
+    def unreadable(self, worker: str) -> bool:
+        """True if ``worker`` is expected but we could not read it this time."""
+        return (self.failure is not None or worker in self.missing
+                or worker in self.garbled)
+
+    def incomplete_reason(self) -> str | None:
+        """Why this snapshot cannot be trusted to show every task, or None."""
+        if self.failure is not None:
+            return f"broker error: {self.failure}"
+        reasons = []
+        if not self.workers and not self.garbled and not self.missing:
+            return f"no worker answered within {self.timeout:g}s"
+        if self.missing:
+            reasons.append("no reply from " + ", ".join(sorted(self.missing)))
+        for worker, why in sorted(self.garbled.items()):
+            reasons.append(f"unusable reply from {worker}: {why}")
+        return "; ".join(reasons) or None
+
+    def index(self, spec: KeySpec) -> dict[str, list[SeenTask]]:
+        """Tasks grouped by their key under ``spec`` (computed once per spec)."""
+        found = self._indexes.get(spec)
+        if found is None:
+            found = {}
+            for task in self.tasks:
+                try:
+                    key = task_key(task.name, task.args, task.kwargs, spec)
+                except UnkeyableError as exc:
+                    logger.debug("ccs_beat: cannot key %s[%s] on %s: %s",
+                                 task.name, task.id, task.worker, exc)
+                    continue
+                found.setdefault(key, []).append(task)
+            self._indexes[spec] = found
+        return found
+
+    def summary(self) -> str:
+        text = (f"{len(self.workers)} worker(s) answered in {self.elapsed * 1000:.0f} ms, "
+                f"{sum(len(v.tasks) for v in self.workers.values())} task(s) seen")
+        reason = self.incomplete_reason()
+        return f"{text}; incomplete: {reason}" if reason else text
+
+
+# -- membership -------------------------------------------------------------
+
+class Membership:
+    """Which workers a read should wait for.
+
+    A worker is expected once it has answered, or once a peer's reply lists it
+    (Celery's gossip: heartbeats and online/offline events). It stops being
+    expected when Celery's heartbeats, as every answering peer reports them,
+    no longer show it alive, or when it has been silent for ``expiry`` seconds.
+    """
+
+    def __init__(self, expiry: float) -> None:
+        self.expiry = expiry
+        self.last_seen: dict[str, float] = {}
+
+    def expected(self) -> frozenset[str]:
+        return frozenset(self.last_seen)
+
+    def observe(self, now: float, answered: Iterable[str],
+                peer_lists: Iterable[frozenset[str] | None],
+                silent: Iterable[str]) -> tuple[frozenset[str], frozenset[str]]:
+        """Record one read; return ``(missing, gone)``.
+
+        ``missing`` are silent workers still expected (the read is incomplete);
+        ``gone`` are silent workers now presumed dead and forgotten.
+        """
+        answered = set(answered)
+        lists = list(peer_lists)
+        for host in answered:
+            self.last_seen[host] = now
+        gossip_alive: set[str] = set()
+        gossip_complete = bool(lists) and all(p is not None for p in lists)
+        for peers in lists:
+            if peers:
+                gossip_alive |= peers
+        for host in gossip_alive - answered:
+            self.last_seen.setdefault(host, now)
+        missing, gone = set(), set()
+        for host in set(silent) | (gossip_alive - answered):
+            if host in answered:
+                continue
+            silent_for = now - self.last_seen.get(host, now)
+            if (gossip_complete and host not in gossip_alive) or silent_for > self.expiry:
+                self.last_seen.pop(host, None)
+                gone.add(host)
+            else:
+                missing.add(host)
+        return frozenset(missing), frozenset(gone)
+
+
+# -- replies ----------------------------------------------------------------
+
+class GarbledReply(ValueError):
+    """A worker's reply does not have the shape we need."""
+
+
+def _task_from(item: Any, state: str, worker: str, now: float | None) -> SeenTask:
+    if state == "scheduled" and isinstance(item, Mapping) and "request" in item:
+        item = item["request"]
+    if not isinstance(item, Mapping):
+        raise GarbledReply(f"{state} item is a {type(item).__name__}, not a dict")
+    task_id, name = item.get("id"), item.get("name")
+    if not isinstance(task_id, str) or not isinstance(name, str):
+        raise GarbledReply(f"{state} item without a string id and name: {dict(item)!r:.120}")
+    time_start = item.get("time_start")
+    if time_start is not None and (isinstance(time_start, bool)
+                                   or not isinstance(time_start, (int, float))):
+        raise GarbledReply(f"{state} item {task_id} has time_start {time_start!r}")
+    stamp = item.get("stamp")
+    return SeenTask(id=task_id, name=name, args=item.get("args"), kwargs=item.get("kwargs"),
+                    state=state, worker=worker, time_start=time_start, worker_now=now,
+                    stamp=stamp if isinstance(stamp, Mapping) else None)
+
+
+def parse_reply(worker: str, body: Any) -> WorkerView:
+    """Parse a worker's answer to :data:`COMMAND`. Raise :class:`GarbledReply`."""
+    if not isinstance(body, Mapping):
+        raise GarbledReply(f"reply is a {type(body).__name__}, not a dict")
+    if body.get("ccs") != PROTOCOL:
+        raise GarbledReply(f"unknown reply protocol {body.get('ccs')!r} (expected {PROTOCOL})")
+    now = body.get("now")
+    if isinstance(now, bool) or not isinstance(now, (int, float)):
+        raise GarbledReply(f"reply has no numeric 'now' (got {now!r})")
+    tasks = []
+    for state in STATES:
+        items = body.get(state)
+        if not isinstance(items, list):
+            raise GarbledReply(f"'{state}' is {type(items).__name__}, not a list")
+        tasks.extend(_task_from(item, state, worker, float(now)) for item in items)
+    peers = body.get("peers")
+    if peers is not None and not (isinstance(peers, list)
+                                  and all(isinstance(p, str) for p in peers)):
+        raise GarbledReply(f"'peers' is {peers!r:.80}, not a list of host names")
+    return WorkerView(hostname=worker, tasks=tuple(tasks), now=float(now),
+                      peers=None if peers is None else frozenset(peers),
+                      pool=body.get("pool") if isinstance(body.get("pool"), str) else None)
+
+
+def is_unknown_command_error(body: Any) -> bool:
+    """True for the error a worker without ccs_beat sends back for our command."""
+    return (isinstance(body, Mapping) and set(body) == {"error"}
+            and COMMAND in str(body["error"]))
+
+
+def parse_legacy(worker: str, replies: Mapping[str, Any]) -> WorkerView:
+    """Build a view from the three stock inspect replies of one worker."""
+    tasks = []
+    for state in STATES:
+        items = replies.get(state)
+        if not isinstance(items, list):
+            raise GarbledReply(f"stock '{state}' reply is {items!r:.80}, not a list")
+        tasks.extend(_task_from(item, state, worker, None) for item in items)
+    return WorkerView(hostname=worker, tasks=tuple(tasks), now=None, peers=None, legacy=True)
+
+
+# -- the broker side --------------------------------------------------------
+
+def check_broadcast_support(app: Any) -> None:
+    """Raise :class:`ConfigurationError` if the broker transport has no fanout."""
+    conn = app.connection_for_read()
+    try:
+        supported = conn.supports_exchange_type("fanout")
+        transport = conn.transport_cls
+    finally:
+        conn.release()
+    if not supported:
+        raise ConfigurationError(
+            f"ccs_beat reads the cluster with a broadcast, but the {transport!r} broker "
+            f"transport (broker_url={app.conf.broker_url!r}) has no broadcast (fanout) "
+            "exchanges. Use RabbitMQ (amqp), Redis or the filesystem transport, or set "
+            "ccs_beat_default_policy='allow' and opt entries in only where it is supported.")
+
+
+class ClusterReader:
+    """Reads the cluster with one broadcast and keeps membership between reads.
+
+    It owns one broker connection, reused across reads (a new connection costs
+    more than the read itself) and dropped on any broker error.
+    """
+
+    def __init__(self, app: Any, timeout: float = 1.0, worker_expiry: float = 30.0) -> None:
+        self.app = app
+        self.timeout = timeout
+        self.membership = Membership(worker_expiry)
+        self.reads = 0
+        self.broadcasts = 0
+        self._conn: Any = None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(Exception):  # closing a broken connection
+                conn.release()
+
+    def _connection(self) -> Any:
+        if self._conn is None:
+            conn = self.app.connection_for_read()
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2,
+                                   timeout=self.timeout)
+            self._conn = conn
+        return self._conn
+
+    def read(self, names: Iterable[str] | None = None) -> Snapshot:
+        """One cluster read. Never raises for broker trouble: it returns a
+        snapshot whose ``failure`` says what went wrong."""
+        started_wall, started = time.time(), time.monotonic()
+        self.reads += 1
+        try:
+            return self._read(sorted(set(names)) if names is not None else None,
+                              started_wall, started)
+        except Exception as exc:  # noqa: BLE001 - any broker/transport error
+            logger.warning("ccs_beat: cluster read failed: %r", exc)
+            self.close()
+            return Snapshot(taken_at=started_wall, elapsed=time.monotonic() - started,
+                            failure=repr(exc), timeout=self.timeout)
+
+    def _read(self, names: list[str] | None, started_wall: float,
+              started: float) -> Snapshot:
+        conn = self._connection()
+        mailbox = self.app.control.mailbox(conn)
+        chan = conn.default_channel
+        ticket = uuid()
+        expected = set(self.membership.expected())
+        bodies: dict[str, Any] = {}
+        surprise = False
+
+        def on_message(body: Any, message: Any) -> None:
+            nonlocal surprise
+            if not isinstance(body, Mapping):
+                logger.warning("ccs_beat: ignoring a non-dict reply %r", body)
+                return
+            if message.headers.get("ticket") != ticket:
+                # a late reply to an earlier read: it still tells us who exists
+                for host in body:
+                    if isinstance(host, str) and host not in expected:
+                        self.membership.last_seen.setdefault(host, time.monotonic())
+                return
+            for host, payload in body.items():
+                bodies[str(host)] = payload
+                if host not in expected:
+                    surprise = True
+                if isinstance(payload, Mapping) and isinstance(payload.get("peers"), list):
+                    expected.update(p for p in payload["peers"] if isinstance(p, str))
+
+        def done() -> bool:
+            return bool(expected) and not surprise and expected <= bodies.keys()
+
+        queue = mailbox.reply_queue
+        deadline = started + self.timeout
+        consumer = Consumer(chan, [queue], accept=mailbox.accept, no_ack=True,
+                            callbacks=[on_message])
+        with consumer:
+            # kombu.pidbox has no public "publish, then collect until N named
+            # replies" call; this is Mailbox._broadcast with a smarter stop.
+            mailbox._publish(COMMAND, {"names": names}, reply_ticket=ticket, channel=chan,
+                             timeout=self.timeout)
+            self.broadcasts += 1
+            broadcasts = 1
+            while not done():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    conn.drain_events(timeout=remaining)
+                except TimeoutError:
+                    break
+        chan.after_reply_message_received(queue.name)
+
+        views: dict[str, WorkerView] = {}
+        garbled: dict[str, str] = {}
+        legacy = []
+        for host, body in bodies.items():
+            if is_unknown_command_error(body):
+                legacy.append(host)
+                continue
+            try:
+                views[host] = parse_reply(host, body)
+            except GarbledReply as exc:
+                garbled[host] = str(exc)
+                logger.warning("ccs_beat: unusable reply from worker %s: %s", host, exc)
+        if legacy:
+            broadcasts += self._read_legacy(conn, legacy, views, garbled)
+
+        now = time.monotonic()
+        silent = set(self.membership.expected()) - bodies.keys()
+        missing, gone = self.membership.observe(
+            now, answered=bodies.keys(),
+            peer_lists=[v.peers for v in views.values() if not v.legacy],
+            silent=silent)
+        for host in sorted(gone):
+            logger.info("ccs_beat: worker %s no longer answers and Celery no longer sees it "
+                        "alive; presumed gone", host)
+        return Snapshot(taken_at=started_wall, elapsed=now - started, workers=views,
+                        missing=missing, garbled=garbled, broadcasts=broadcasts,
+                        timeout=self.timeout)
+
+    def _read_legacy(self, conn: Any, hosts: list[str], views: dict[str, WorkerView],
+                     garbled: dict[str, str]) -> int:
+        """Read workers without ccs_beat with the three stock commands."""
+        logger.debug("ccs_beat: %s do(es) not serve %s; using stock inspect",
+                     ", ".join(hosts), COMMAND)
+        inspect = self.app.control.inspect(destination=hosts, timeout=self.timeout,
+                                           limit=len(hosts), connection=conn)
+        per_state = {state: getattr(inspect, state)() or {} for state in STATES}
+        self.broadcasts += len(STATES)
+        for host in hosts:
+            replies = {state: per_state[state].get(host) for state in STATES}
+            try:
+                views[host] = parse_legacy(host, replies)
+            except GarbledReply as exc:
+                garbled[host] = str(exc)
+                logger.warning("ccs_beat: unusable stock inspect reply from %s: %s", host, exc)
+        return len(STATES)

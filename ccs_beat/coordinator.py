@@ -1,0 +1,317 @@
+"""Glue between a beat scheduler and the pure decision.
+
+A :class:`Coordinator` belongs to one scheduler instance. It knows the
+settings, parses each entry's policy, shares one cluster read across a burst of
+due entries, keeps the ledger, prepares the message options of an emission
+(no ``singleton`` key, an ``expires``, the sender's stamp), logs every decision
+and sends the signals. It knows nothing about how a scheduler stores its
+entries or its ledger: :mod:`ccs_beat.scheduler` and the contrib adapters do.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from celery import states
+from celery.beat import BeatLazyFunc
+
+from . import signals
+from .cluster import ClusterReader, Snapshot, check_broadcast_support
+from .control import STAMP_HEADER, make_stamp
+from .decide import Decision, decide
+from .errors import ConfigurationError, UnkeyableError
+from .identity import task_key
+from .ledger import Emission, Ledger
+from .policy import Policy, Settings, load_settings, parse_policy
+
+logger = logging.getLogger("ccs_beat")
+
+#: the per-entry option ccs_beat reads (and removes before sending)
+OPTION = "singleton"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What was decided for one due entry, and with what."""
+
+    policy: Policy | None
+    key: str | None
+    decision: Decision | None   # None: the entry is not checked (allow or invalid)
+    buffered: bool = False
+
+    @property
+    def emit(self) -> bool:
+        return self.decision is None or self.decision.emit
+
+
+def _lazy(value: Any) -> bool:
+    return isinstance(value, BeatLazyFunc)
+
+
+def entry_arguments(entry: Any) -> tuple[list[Any], dict[str, Any], bool]:
+    """``(args, kwargs, had_lazy)`` of an entry, with BeatLazyFunc values called."""
+    args = list(entry.args or ())
+    kwargs = dict(entry.kwargs or {})
+    had_lazy = any(map(_lazy, args)) or any(map(_lazy, kwargs.values()))
+    if had_lazy:
+        args = [a() if _lazy(a) else a for a in args]
+        kwargs = {k: v() if _lazy(v) else v for k, v in kwargs.items()}
+    return args, kwargs, had_lazy
+
+
+def describe_entry(name: str) -> str:
+    return f"beat entry {name!r}"
+
+
+class Coordinator:
+    """Per-scheduler state and decisions. See the module docstring."""
+
+    def __init__(self, app: Any, sender: Any, ledger: Ledger | None = None,
+                 settings: Settings | None = None, reader: ClusterReader | None = None,
+                 names: Callable[[], Iterable[str]] | None = None) -> None:
+        self.app = app
+        self.sender = sender
+        self.settings = settings if settings is not None else load_settings(app.conf)
+        self.reader = reader or ClusterReader(app, timeout=self.settings.inspect_timeout,
+                                              worker_expiry=self.settings.worker_expiry)
+        self.ledger = ledger if ledger is not None else Ledger()
+        self._names = names
+        self._snapshot: Snapshot | None = None
+        self._snapshot_at = 0.0
+        self._next_poll = 0.0
+        self._policies: dict[tuple[str, str], Policy] = {}
+        self._judged: dict[str, Verdict] = {}
+        self._result_warned = False
+
+    # -- configuration ------------------------------------------------------
+
+    def policy_for(self, name: str, options: Mapping[str, Any] | None) -> Policy:
+        """The entry's policy, parsed once per distinct option value."""
+        raw = (options or {}).get(OPTION)
+        cache_key = (name, repr(raw))
+        policy = self._policies.get(cache_key)
+        if policy is None:
+            policy = parse_policy(raw, default=self.settings.default_policy,
+                                  where=f"{describe_entry(name)}: {OPTION}")
+            self._policies[cache_key] = policy
+        return policy
+
+    def key_for(self, entry: Any, policy: Policy) -> str:
+        args, kwargs, _ = entry_arguments(entry)
+        try:
+            return task_key(entry.task, args, kwargs, policy.key)
+        except UnkeyableError as exc:
+            raise UnkeyableError(f"{describe_entry(entry.name)}: {exc}") from exc
+
+    def validate(self, entries: Mapping[str, Any]) -> dict[str, Policy]:
+        """Check every entry's policy and key; raise one error listing all problems."""
+        problems, policies = [], {}
+        for name, entry in entries.items():
+            try:
+                policy = self.policy_for(name, getattr(entry, "options", None))
+                if policy.checked:
+                    args, kwargs, lazy = entry_arguments_unevaluated(entry)
+                    if not lazy:
+                        try:
+                            task_key(entry.task, args, kwargs, policy.key)
+                        except UnkeyableError as exc:
+                            raise UnkeyableError(
+                                f"{describe_entry(name)}: arguments cannot be keyed: {exc}"
+                            ) from exc
+                policies[name] = policy
+            except ConfigurationError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise ConfigurationError(
+                "ccs_beat: invalid configuration:\n  - " + "\n  - ".join(problems))
+        if self.settings.default_policy.checked or any(p.checked for p in policies.values()):
+            check_broadcast_support(self.app)
+        return policies
+
+    # -- cluster reads --------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The burst's cluster read: reused until the burst ends or it gets old."""
+        now = time.monotonic()
+        if (self._snapshot is not None
+                and now - self._snapshot_at <= self.settings.burst_max_age):
+            return self._snapshot
+        names = set(self._names()) if self._names is not None else None
+        snap = self.reader.read(names)
+        self._snapshot, self._snapshot_at = snap, now
+        logger.debug("ccs_beat: cluster read: %s", snap.summary())
+        return snap
+
+    def end_burst(self) -> None:
+        self._snapshot = None
+
+    def _result_ready(self) -> Callable[[str], bool | None] | None:
+        backend = self.app.backend
+        from celery.backends.base import DisabledBackend
+        from celery.backends.rpc import RPCBackend
+        if isinstance(backend, (DisabledBackend, RPCBackend)):
+            return None
+
+        def ready(task_id: str) -> bool | None:
+            try:
+                return backend.get_state(task_id) not in states.UNREADY_STATES
+            except Exception as exc:  # noqa: BLE001 - a backend outage must not stop beat
+                if not self._result_warned:
+                    logger.warning("ccs_beat: cannot ask the result backend about %s (%r); "
+                                   "relying on the cluster read and expiry", task_id, exc)
+                    self._result_warned = True
+                return None
+        return ready
+
+    # -- decisions ------------------------------------------------------------
+
+    def judge(self, entry: Any, *, buffered: bool = False) -> Verdict:
+        """Decide one due entry. Never raises: bad data means plain beat."""
+        try:
+            policy = self.policy_for(entry.name, entry.options)
+        except ConfigurationError as exc:
+            logger.error("ccs_beat: %s; sending it without the singleton check", exc)
+            return self._remember(entry, Verdict(None, None, None))
+        if not policy.checked:
+            return self._remember(entry, Verdict(policy, None, None))
+        try:
+            key = self.key_for(entry, policy)
+        except UnkeyableError as exc:
+            logger.error("ccs_beat: %s; sending it without the singleton check", exc)
+            return self._remember(entry, Verdict(policy, None, None))
+        try:
+            snap = self.snapshot()
+            now = time.time()
+            outstanding = self.ledger.outstanding(entry.name, snap, now, self._result_ready())
+            matches = [] if snap.failure else snap.index(policy.key).get(key, [])
+            decision = decide(policy, matches=matches, outstanding=outstanding,
+                              incomplete=snap.incomplete_reason(), now=now)
+        except Exception:
+            logger.exception("ccs_beat: error while deciding %s; sending it without the "
+                             "singleton check", describe_entry(entry.name))
+            return self._remember(entry, Verdict(policy, key, None))
+        return self._remember(entry, Verdict(policy, key, decision, buffered=buffered))
+
+    def _remember(self, entry: Any, verdict: Verdict) -> Verdict:
+        self._judged[entry.name] = verdict
+        return verdict
+
+    def skipped(self, entry: Any, verdict: Verdict) -> None:
+        """Log, signal and (buffer_one) remember a skipped run."""
+        decision = verdict.decision
+        assert decision is not None and verdict.policy is not None
+        self._judged.pop(entry.name, None)
+        if decision.buffer:
+            self.ledger.set_pending(entry.name, True)
+        level = logging.WARNING if decision.unknown else logging.INFO
+        logger.log(level, "ccs_beat: skipped %r (%s): %s [overlap=%s%s]", entry.name,
+                   entry.task, decision.describe(), verdict.policy.overlap,
+                   ", one run buffered" if decision.buffer else "")
+        signals.entry_skipped.send(sender=self.sender, entry=entry, key=verdict.key,
+                                   decision=decision)
+
+    # -- emissions ------------------------------------------------------------
+
+    def prepare(self, entry: Any) -> tuple[Any, Verdict, float | None]:
+        """A copy of ``entry`` whose options are ready to send, the verdict it
+        was sent under, and its expiry as a wall-clock time (or None)."""
+        verdict = self._judged.pop(entry.name, None)
+        if verdict is None:
+            verdict = self._plain_verdict(entry)
+        options = {k: v for k, v in (entry.options or {}).items() if k != OPTION}
+        expires_at = None
+        if verdict.key is not None and verdict.policy is not None:
+            now = time.time()
+            expires = self._expires(entry, verdict.policy, options, now)
+            if expires is not None:
+                options["expires"] = expires
+                expires_at = now + expires
+            headers = dict(options.get("headers") or {})
+            headers[STAMP_HEADER] = make_stamp(verdict.key, entry=entry.name, sent_at=now)
+            options["headers"] = headers
+        sending = copy.copy(entry)
+        sending.options = options
+        return sending, verdict, expires_at
+
+    def _plain_verdict(self, entry: Any) -> Verdict:
+        """Verdict for an emission that did not go through :meth:`judge`
+        (``apply_async`` called directly): record it if it is a singleton."""
+        try:
+            policy = self.policy_for(entry.name, entry.options)
+            key = self.key_for(entry, policy) if policy.checked else None
+        except ConfigurationError:
+            return Verdict(None, None, None)
+        return Verdict(policy, key, None)
+
+    def _expires(self, entry: Any, policy: Policy, options: Mapping[str, Any],
+                 now: float) -> float | None:
+        """Seconds until the message expires: the policy's, the entry's own
+        ``expires`` option, or (default) until the entry's next run less a
+        margin, so an old message is gone before the next one is sent."""
+        if policy.expires is not None:
+            return policy.expires
+        own = options.get("expires")
+        if isinstance(own, datetime):
+            return max(0.0, own.timestamp() - now)
+        if isinstance(own, (int, float)) and not isinstance(own, bool):
+            return float(own)
+        try:
+            _, next_in = entry.schedule.is_due(entry.default_now())
+            next_in = float(next_in)
+        except Exception:  # noqa: BLE001 - exotic schedule: no default expiry
+            logger.warning("ccs_beat: cannot tell when %s runs next; sending it without "
+                           "an expiry", describe_entry(entry.name))
+            return None
+        if next_in <= 0:
+            return None
+        return max(next_in - min(1.0, next_in * 0.1), 0.05)
+
+    def sent(self, entry: Any, verdict: Verdict, result: Any, expires_at: float | None,
+             buffered: bool = False) -> None:
+        """Record an emission in the ledger, log it and signal it."""
+        task_id = getattr(result, "id", None)
+        if verdict.key is not None and task_id:
+            self.ledger.record(entry.name, Emission(task_id=task_id, key=verdict.key,
+                                                    sent_at=time.time(),
+                                                    expires_at=expires_at))
+            self.ledger.set_pending(entry.name, False)
+            decision = verdict.decision
+            why = decision.reason if decision is not None else "sent directly"
+            expiry = ("" if expires_at is None
+                      else f", expires in {max(0.0, expires_at - time.time()):.1f}s")
+            level = logging.WARNING if decision is not None and decision.unknown else logging.INFO
+            logger.log(level, "ccs_beat: emitted %r (%s) as %s%s: %s%s", entry.name,
+                       entry.task, task_id, " (buffered run)" if buffered else "", why, expiry)
+        signals.entry_emitted.send(sender=self.sender, entry=entry, key=verdict.key,
+                                   decision=verdict.decision, task_id=task_id,
+                                   buffered=buffered)
+
+    # -- buffer_one -----------------------------------------------------------
+
+    def poll_due(self) -> bool:
+        """True when buffered runs should be re-checked now."""
+        now = time.monotonic()
+        if now < self._next_poll:
+            return False
+        self._next_poll = now + self.settings.buffer_poll_interval
+        return True
+
+    def until_next_poll(self) -> float:
+        return max(0.0, self._next_poll - time.monotonic())
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def entry_arguments_unevaluated(entry: Any) -> tuple[list[Any], dict[str, Any], bool]:
+    """Like :func:`entry_arguments` but never calls lazy values (used at load)."""
+    args = list(entry.args or ())
+    kwargs = dict(entry.kwargs or {})
+    lazy = any(map(_lazy, args)) or any(map(_lazy, kwargs.values()))
+    return args, kwargs, lazy

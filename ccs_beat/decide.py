@@ -1,0 +1,125 @@
+"""The beat decision: emit a due entry, or skip it. Pure.
+
+Inputs are plain data -- the entry's :class:`~ccs_beat.policy.Policy`, the
+identical tasks a cluster read found, the entry's outstanding emissions from the
+ledger, and why (if at all) the read is incomplete -- so the same function runs
+in beat, in the unit tests and in simulations.
+
+Order of the rules:
+
+1. ``allow`` always emits.
+2. An identical task seen on a worker (active, reserved or scheduled) blocks.
+3. An outstanding emission of this entry blocks: seen on a worker, or sent and
+   not yet picked up (still in the broker queue).
+4. Otherwise, if something could not be read (a worker did not answer, the
+   broker failed, an emission was last seen on a silent worker), ``on_unknown``
+   decides: ``emit`` (fail open) or ``skip``.
+5. Otherwise emit.
+
+A skip under ``buffer_one`` asks the caller to remember one missed run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .cluster import SeenTask
+from .ledger import Emission, Status
+from .policy import ALLOW, BUFFER_ONE, EMIT, Policy
+
+EMITTED = "emit"
+SKIPPED = "skip"
+
+_STATE_ORDER = {"active": 0, "reserved": 1, "scheduled": 2, "queued": 3}
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """The task that stands in the way of an emission."""
+
+    task_id: str
+    state: str                 # active | reserved | scheduled | queued
+    worker: str | None = None
+    age: float | None = None   # seconds; worker clock for active tasks, beat's otherwise
+    source: str = "cluster"    # cluster | ledger
+
+    def describe(self) -> str:
+        where = f" on {self.worker}" if self.worker else " in the broker queue"
+        age = f", age {self.age:.1f}s" if self.age is not None else ""
+        return f"task {self.task_id} {self.state}{where}{age}"
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str                     # "emit" | "skip"
+    reason: str
+    blocker: Blocker | None = None
+    unknown: bool = False           # the cluster could not be fully read
+    buffer: bool = False            # remember this missed run (buffer_one)
+
+    @property
+    def emit(self) -> bool:
+        return self.action == EMITTED
+
+    def describe(self) -> str:
+        text = self.reason
+        if self.blocker is not None:
+            text += f" ({self.blocker.describe()})"
+        return text
+
+
+def _from_seen(task: SeenTask, source: str) -> Blocker:
+    return Blocker(task_id=task.id, state=task.state, worker=task.worker, age=task.age,
+                   source=source)
+
+
+def _pick(tasks: Sequence[SeenTask]) -> SeenTask:
+    """The most telling blocker: running before waiting, then the oldest."""
+    return min(tasks, key=lambda t: (_STATE_ORDER.get(t.state, 9), -(t.age or 0.0), t.id))
+
+
+def decide(policy: Policy, *, matches: Sequence[SeenTask],
+           outstanding: Sequence[tuple[Emission, Status, SeenTask | None]],
+           incomplete: str | None, now: float) -> Decision:
+    """Decide one due entry. See the module docstring for the rules."""
+    if policy.overlap == ALLOW:
+        return Decision(EMITTED, "overlap allowed by policy")
+    buffer = policy.overlap == BUFFER_ONE
+
+    if matches:
+        task = _pick(matches)
+        return Decision(SKIPPED, f"identical task is {task.state}",
+                        blocker=_from_seen(task, "cluster"), buffer=buffer)
+
+    seen = [s for _, status, s in outstanding if status is Status.SEEN and s is not None]
+    if seen:
+        task = _pick(seen)
+        return Decision(SKIPPED, f"previous emission is {task.state}",
+                        blocker=_from_seen(task, "ledger"), buffer=buffer)
+
+    queued = [e for e, status, _ in outstanding if status is Status.QUEUED]
+    if queued:
+        emission = min(queued, key=lambda e: e.sent_at)
+        expiry = ("" if emission.expires_at is None
+                  else f", expires in {max(0.0, emission.expires_at - now):.1f}s")
+        return Decision(
+            SKIPPED, f"previous emission not picked up by any worker yet{expiry}",
+            blocker=Blocker(task_id=emission.task_id, state="queued",
+                            age=max(0.0, now - emission.sent_at), source="ledger"),
+            buffer=buffer)
+
+    unknown = [e for e, status, _ in outstanding if status is Status.UNKNOWN]
+    reasons = []
+    if incomplete:
+        reasons.append(incomplete)
+    if unknown:
+        reasons.append("previous emission " + ", ".join(
+            f"{e.task_id} was last seen on {e.seen_on}" for e in unknown))
+    if reasons:
+        why = "cannot read the cluster (" + "; ".join(reasons) + ")"
+        if policy.on_unknown == EMIT:
+            return Decision(EMITTED, why + ", on_unknown=emit", unknown=True)
+        return Decision(SKIPPED, why + ", on_unknown=skip", unknown=True, buffer=buffer)
+
+    return Decision(EMITTED, "no identical task queued or running")

@@ -1,0 +1,158 @@
+"""The ledger: what this beat emitted and may still be queued or running.
+
+A cluster read shows what workers hold (active, reserved, scheduled). It cannot
+show a message still waiting in the broker queue. Beat therefore remembers the
+ids it sent per entry. A sent id is *outstanding* until one of:
+
+* its result is ready (when a result backend can tell);
+* it was seen on a worker and later that worker answered without it
+  ("seen, then gone"), or that worker is presumed gone;
+* its message expiry passed without it ever being seen (the worker would
+  discard it as expired).
+
+The ledger is plain data (:meth:`Ledger.to_state` / :meth:`Ledger.from_state`
+give JSON-able dicts) so each scheduler persists it in its own store.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .cluster import SeenTask, Snapshot
+
+#: most emissions remembered per entry; older ones are dropped first
+MAX_PER_ENTRY = 32
+STATE_VERSION = 1
+
+
+class Status(enum.Enum):
+    QUEUED = "queued"      # sent, never seen, not expired: probably waiting in the broker
+    SEEN = "seen"          # visible on a worker right now
+    UNKNOWN = "unknown"    # last seen on a worker that did not answer this read
+    DONE = "done"          # finished, gone, or expired unseen
+
+
+@dataclass
+class Emission:
+    task_id: str
+    key: str
+    sent_at: float
+    expires_at: float | None = None
+    seen_on: str | None = None
+    seen_at: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Emission:
+        return cls(task_id=str(data["task_id"]), key=str(data["key"]),
+                   sent_at=float(data["sent_at"]),
+                   expires_at=None if data.get("expires_at") is None
+                   else float(data["expires_at"]),
+                   seen_on=data.get("seen_on"),
+                   seen_at=None if data.get("seen_at") is None else float(data["seen_at"]))
+
+
+#: ``result_ready(task_id)`` -> True (ready), False (not ready), None (cannot tell)
+ResultReady = Callable[[str], "bool | None"]
+
+
+def assess(emission: Emission, snapshot: Snapshot | None, now: float,
+           result_ready: ResultReady | None = None) -> tuple[Status, SeenTask | None]:
+    """Classify one emission. Pure apart from calling ``result_ready``."""
+    if result_ready is not None and result_ready(emission.task_id):
+        return Status.DONE, None
+    seen = snapshot.find(emission.task_id) if snapshot is not None else None
+    if seen is not None:
+        return Status.SEEN, seen
+    if emission.seen_on is not None:
+        if snapshot is None or snapshot.unreadable(emission.seen_on):
+            return Status.UNKNOWN, None
+        return Status.DONE, None          # seen, then gone (or its worker is gone)
+    if emission.expires_at is not None and now >= emission.expires_at:
+        return Status.DONE, None          # expired without ever being picked up
+    return Status.QUEUED, None
+
+
+class Ledger:
+    """Outstanding emissions per entry, and the entries with a buffered run."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, list[Emission]] = {}
+        self.pending: set[str] = set()
+        self.dirty = False
+
+    def record(self, entry: str, emission: Emission) -> None:
+        items = self.entries.setdefault(entry, [])
+        items.append(emission)
+        del items[:-MAX_PER_ENTRY]
+        self.dirty = True
+
+    def outstanding(self, entry: str, snapshot: Snapshot | None, now: float,
+                    result_ready: ResultReady | None = None,
+                    ) -> list[tuple[Emission, Status, SeenTask | None]]:
+        """Assess ``entry``'s emissions, forget the finished ones, return the rest."""
+        items = self.entries.get(entry)
+        if not items:
+            return []
+        keep, out = [], []
+        for emission in items:
+            status, seen = assess(emission, snapshot, now, result_ready)
+            if status is Status.DONE:
+                self.dirty = True
+                continue
+            if seen is not None and emission.seen_on != seen.worker:
+                emission.seen_on, emission.seen_at = seen.worker, now
+                self.dirty = True
+            keep.append(emission)
+            out.append((emission, status, seen))
+        if keep:
+            self.entries[entry] = keep
+        else:
+            del self.entries[entry]
+        return out
+
+    def set_pending(self, entry: str, pending: bool) -> None:
+        if pending and entry not in self.pending:
+            self.pending.add(entry)
+            self.dirty = True
+        elif not pending and entry in self.pending:
+            self.pending.discard(entry)
+            self.dirty = True
+
+    def forget(self, keep_entries: Iterable[str]) -> None:
+        """Drop entries that are no longer in the schedule."""
+        keep = set(keep_entries)
+        for name in [n for n in self.entries if n not in keep]:
+            del self.entries[name]
+            self.dirty = True
+        if self.pending - keep:
+            self.pending &= keep
+            self.dirty = True
+
+    def to_state(self) -> dict[str, Any]:
+        return {"version": STATE_VERSION,
+                "entries": {name: [asdict(e) for e in items]
+                            for name, items in self.entries.items()},
+                "pending": sorted(self.pending)}
+
+    @classmethod
+    def from_state(cls, state: Any) -> Ledger:
+        """Rebuild from :meth:`to_state` output; tolerate damage, losing only it."""
+        ledger = cls()
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION:
+            return ledger
+        entries = state.get("entries")
+        if isinstance(entries, dict):
+            for name, items in entries.items():
+                for item in items if isinstance(items, list) else ():
+                    try:
+                        ledger.entries.setdefault(str(name), []).append(
+                            Emission.from_dict(item))
+                    except (KeyError, TypeError, ValueError):
+                        continue
+        pending = state.get("pending")
+        if isinstance(pending, list):
+            ledger.pending = {str(p) for p in pending}
+        return ledger

@@ -1,0 +1,165 @@
+"""Beat schedulers that decline to emit while an identical task is queued or running.
+
+:class:`SingletonSchedulerMixin` adds the check to any
+:class:`celery.beat.Scheduler` that uses the stock ``tick()`` ->
+``apply_entry()`` -> ``apply_async()`` path (the default ``PersistentScheduler``
+and django-celery-beat's ``DatabaseScheduler``). A subclass says where its
+ledger lives by overriding :meth:`~SingletonSchedulerMixin.ccs_load_ledger` and
+:meth:`~SingletonSchedulerMixin.ccs_save_ledger`.
+
+:class:`SingletonScheduler` is the drop-in for ``celery beat``::
+
+    celery -A proj beat -S ccs_beat.SingletonScheduler    # or: -S ccs
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery.beat import PersistentScheduler
+
+from .coordinator import Coordinator
+from .ledger import Ledger
+
+logger = logging.getLogger("ccs_beat")
+
+#: shelve key of the ledger in the PersistentScheduler's store
+LEDGER_KEY = "ccs_beat_ledger"
+
+
+class SingletonSchedulerMixin:
+    """Singleton decisions for a Celery beat scheduler. Put it first in the bases."""
+
+    #: created by :meth:`setup_schedule`; None on lazy (introspection) instances
+    ccs: Coordinator | None = None
+
+    # -- storage hooks (override per scheduler) ------------------------------
+
+    def ccs_load_ledger(self) -> Ledger:
+        """The ledger persisted by a previous run of this beat (or an empty one)."""
+        return Ledger()
+
+    def ccs_save_ledger(self, ledger: Ledger) -> None:
+        """Persist ``ledger``; called at the end of each burst that changed it."""
+
+    # -- setup ----------------------------------------------------------------
+
+    def setup_schedule(self) -> None:
+        super().setup_schedule()  # type: ignore[misc]
+        ledger = self.ccs_load_ledger()
+        ccs = Coordinator(self.app, sender=self, ledger=ledger,  # type: ignore[attr-defined]
+                          names=self._ccs_task_names)
+        policies = ccs.validate(self.schedule)  # type: ignore[attr-defined]
+        ledger.forget(self.schedule)  # type: ignore[attr-defined]
+        self.ccs = ccs
+        checked = sum(1 for p in policies.values() if p.checked)
+        logger.info("ccs_beat: %d of %d entries are singletons (default: %s); "
+                    "cluster read timeout %gs", checked, len(policies),
+                    ccs.settings.default_policy.describe(), ccs.settings.inspect_timeout)
+
+    def _ccs_task_names(self) -> set[str]:
+        return {entry.task for entry in self.schedule.values()}  # type: ignore[attr-defined]
+
+    # -- the beat path ----------------------------------------------------------
+
+    def apply_entry(self, entry: Any, producer: Any = None) -> None:
+        ccs = self.ccs
+        if ccs is None:
+            return super().apply_entry(entry, producer=producer)  # type: ignore[misc]
+        verdict = ccs.judge(entry)
+        if verdict.emit:
+            return super().apply_entry(entry, producer=producer)  # type: ignore[misc]
+        ccs.skipped(entry, verdict)
+        return None
+
+    def apply_async(self, entry: Any, producer: Any = None, advance: bool = True,
+                    **kwargs: Any) -> Any:
+        ccs = self.ccs
+        if ccs is None:
+            return super().apply_async(entry, producer=producer,  # type: ignore[misc]
+                                       advance=advance, **kwargs)
+        buffered = kwargs.pop("ccs_buffered", False)
+        entry = self.reserve(entry) if advance else entry  # type: ignore[attr-defined]
+        sending, verdict, expires_at = ccs.prepare(entry)
+        result = super().apply_async(sending, producer=producer,  # type: ignore[misc]
+                                     advance=False, **kwargs)
+        ccs.sent(entry, verdict, result, expires_at, buffered=buffered)
+        return result
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        ccs = self.ccs
+        if ccs is not None and ccs.ledger.pending and ccs.poll_due():
+            self._ccs_emit_buffered(ccs)
+        delay = super().tick(*args, **kwargs)  # type: ignore[misc]
+        if ccs is not None:
+            if delay != 0:
+                ccs.end_burst()
+                if ccs.ledger.dirty:
+                    self._ccs_persist(ccs)
+            if ccs.ledger.pending:
+                delay = min(delay, max(ccs.until_next_poll(), 0.01))
+        return delay
+
+    def _ccs_emit_buffered(self, ccs: Coordinator) -> None:
+        """Emit each remembered ``buffer_one`` run whose blocker has ended."""
+        for name in sorted(ccs.ledger.pending):
+            entry = self.schedule.get(name)  # type: ignore[attr-defined]
+            if entry is None:
+                ccs.ledger.set_pending(name, False)
+                continue
+            verdict = ccs.judge(entry, buffered=True)
+            if not verdict.emit:
+                continue
+            try:
+                self.apply_async(entry, producer=self.producer,  # type: ignore[attr-defined]
+                                 advance=False, ccs_buffered=True)
+            except Exception as exc:  # noqa: BLE001 - keep beat alive, keep the run buffered
+                logger.error("ccs_beat: could not send the buffered run of %r: %r", name, exc)
+        ccs.end_burst()
+
+    def _ccs_persist(self, ccs: Coordinator) -> None:
+        try:
+            self.ccs_save_ledger(ccs.ledger)
+            ccs.ledger.dirty = False
+        except Exception as exc:  # noqa: BLE001 - a full disk must not stop beat
+            logger.error("ccs_beat: could not save the ledger: %r", exc)
+
+    def sync(self) -> None:
+        ccs = self.ccs
+        if ccs is not None and ccs.ledger.dirty:
+            self._ccs_persist(ccs)
+        super().sync()  # type: ignore[misc]
+
+    def close(self) -> None:
+        try:
+            super().close()  # type: ignore[misc]
+        finally:
+            if self.ccs is not None:
+                self.ccs.close()
+
+
+class SingletonScheduler(SingletonSchedulerMixin, PersistentScheduler):
+    """``PersistentScheduler`` (the default beat scheduler) with singleton checks.
+
+    The ledger is kept in the same shelve file as the schedule, under
+    ``ccs_beat_ledger``, and written through at the end of every burst that
+    changed it, so a beat killed with ``kill -9`` still knows on restart what it
+    had emitted.
+    """
+
+    def ccs_load_ledger(self) -> Ledger:
+        return Ledger.from_state(self._store.get(LEDGER_KEY))
+
+    def ccs_save_ledger(self, ledger: Ledger) -> None:
+        self._store[LEDGER_KEY] = ledger.to_state()
+        # Shelf.__setitem__ writes this one key through to the dbm; flushing the
+        # dbm itself (dbm.dumb keeps its index in memory) makes it durable
+        # without the full writeback sync of every schedule entry.
+        flush = getattr(self._store.dict, "sync", None)
+        if flush is not None:
+            flush()
+
+    @property
+    def info(self) -> str:
+        return super().info + "\n    . ccs_beat -> singleton checks on"
