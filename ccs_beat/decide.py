@@ -47,7 +47,7 @@ class Blocker:
     def describe(self) -> str:
         where = f" on {self.worker}" if self.worker else " in the broker queue"
         age = f", age {self.age:.1f}s" if self.age is not None else ""
-        return f"task {self.task_id} {self.state}{where}{age}"
+        return f"id {self.task_id}, {self.state}{where}{age}"
 
 
 @dataclass(frozen=True)
@@ -89,13 +89,13 @@ def decide(policy: Policy, *, matches: Sequence[SeenTask],
 
     if matches:
         task = _pick(matches)
-        return Decision(SKIPPED, f"identical task is {task.state}",
+        return Decision(SKIPPED, "identical task in the cluster",
                         blocker=_from_seen(task, "cluster"), buffer=buffer)
 
     seen = [s for _, status, s in outstanding if status is Status.SEEN and s is not None]
     if seen:
         task = _pick(seen)
-        return Decision(SKIPPED, f"previous emission is {task.state}",
+        return Decision(SKIPPED, "previous emission still in the cluster",
                         blocker=_from_seen(task, "ledger"), buffer=buffer)
 
     queued = [e for e, status, _ in outstanding if status is Status.QUEUED]

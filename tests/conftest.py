@@ -1,0 +1,72 @@
+"""Shared fixtures: which brokers exist here, and a real cluster per test.
+
+Integration tests run on every transport listed in :data:`BROKERS`. The
+filesystem transport needs no server and always runs. RabbitMQ and Redis run
+when they are reachable on loopback; when they are not, the test is skipped on
+a developer laptop and *fails* when ``CI=true``, so CI can never pass by
+silently skipping the real brokers.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import Cluster
+
+RABBITMQ_URL = os.environ.get("CCS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
+REDIS_URL = os.environ.get("CCS_TEST_REDIS_URL", "redis://127.0.0.1:6379/3")
+BROKERS = {
+    "filesystem": ("filesystem://", None),
+    "redis": (REDIS_URL, ("127.0.0.1", 6379)),
+    "amqp": (RABBITMQ_URL, ("127.0.0.1", 5672)),
+}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def reachable(address: tuple[str, int] | None) -> bool:
+    if address is None:
+        return True
+    try:
+        with socket.create_connection(address, timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def require_broker(name: str) -> str:
+    url, address = BROKERS[name]
+    if not reachable(address):
+        message = f"{name} broker is not reachable at {address[0]}:{address[1]}"
+        if in_ci():
+            pytest.fail(f"{message}, and CI=true: a real broker is required here")
+        pytest.skip(message)
+    return url
+
+
+@pytest.fixture(params=list(BROKERS), ids=list(BROKERS))
+def broker(request: pytest.FixtureRequest) -> str:
+    """Name of the transport under test (filesystem, redis, amqp)."""
+    require_broker(request.param)
+    return request.param
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path, broker: str) -> Iterator:
+    clusters: list[Cluster] = []
+
+    def factory(**kwargs) -> Cluster:
+        cluster = Cluster(BROKERS[broker][0], tmp_path, **kwargs)
+        clusters.append(cluster)
+        return cluster
+
+    yield factory
+    for cluster in clusters:
+        cluster.close()

@@ -1,0 +1,231 @@
+"""Start and stop real ``celery worker`` / ``celery beat`` processes for a test.
+
+Each :class:`Cluster` has its own queue, control and event exchanges and run
+directory, so concurrent or leftover runs cannot interfere. Every wait is
+bounded, and :meth:`Cluster.close` kills whatever is still running.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Run:
+    id: str
+    tag: str
+    start: float
+    end: float | None
+    worker: str | None
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen
+    log: Path
+
+    def text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.1,
+               what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+class Cluster:
+    def __init__(self, broker_url: str, tmp_path: Path, *, schedule: dict | None = None,
+                 settings: dict | None = None, backend: str | None = None) -> None:
+        self.uid = uuid.uuid4().hex[:10]
+        self.dir = tmp_path / f"cluster-{self.uid}"
+        self.dir.mkdir(parents=True)
+        self.broker_url = broker_url
+        self.queue = f"ccs-test-{self.uid}"
+        self.schedule = schedule or {}
+        self.settings = settings or {}
+        self.backend = backend
+        self.procs: list[Proc] = []
+        self._app: Any = None
+
+    # -- environment --------------------------------------------------------
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "CCS_TEST_BROKER": self.broker_url,
+            "CCS_TEST_QUEUE": self.queue,
+            "CCS_TEST_DIR": str(self.dir),
+            "CCS_TEST_SCHEDULE": json.dumps(self.schedule),
+            "CCS_TEST_SETTINGS": json.dumps(self.settings),
+            "CCS_TEST_BACKEND": self.backend or "",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.update(extra)
+        return env
+
+    @property
+    def app(self) -> Any:
+        """A client app in the test process, configured like the workers."""
+        if self._app is None:
+            from tests.integration.proj import make_app
+            self._app = make_app(self.env())
+        return self._app
+
+    # -- processes ------------------------------------------------------------
+
+    def _spawn(self, name: str, args: list[str], **env: str) -> Proc:
+        log = self.dir / f"{name}.log"
+        fh = open(log, "ab")  # noqa: SIM115 - closed when the process is reaped
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "tests.integration.proj", *args],
+            cwd=self.dir, env=self.env(**env), stdout=fh, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        fh.close()
+        proc = Proc(name, popen, log)
+        self.procs.append(proc)
+        return proc
+
+    def hostname(self, name: str) -> str:
+        return f"{name}.{self.uid}@ccs"
+
+    def start_worker(self, name: str = "w1", *, concurrency: int = 2, pool: str = "prefork",
+                     wait: bool = True, **env: str) -> Proc:
+        proc = self._spawn(name, ["worker", "-n", self.hostname(name), "-c", str(concurrency),
+                                  "-P", pool, "-l", "info", "--without-mingle"],
+                           CCS_TEST_WORKER=self.hostname(name), **env)
+        if wait:
+            self.wait_for_workers([self.hostname(name)], proc=proc)
+        return proc
+
+    def wait_for_workers(self, hostnames: list[str], timeout: float = 60.0,
+                         proc: Proc | None = None) -> None:
+        wanted = set(hostnames)
+
+        def all_up() -> bool:
+            if proc is not None and not proc.alive():
+                raise AssertionError(f"{proc.name} exited:\n{proc.text()[-3000:]}")
+            replies = self.app.control.ping(timeout=0.5) or []
+            return wanted <= {host for reply in replies for host in reply}
+        wait_until(all_up, timeout, interval=0.2, what=f"workers {sorted(wanted)}")
+
+    def start_beat(self, name: str = "beat", *, scheduler: str = "ccs_beat.SingletonScheduler",
+                   wait: bool = True, **env: str) -> Proc:
+        proc = self._spawn(name, ["beat", "-S", scheduler, "-s", str(self.dir / "schedule"),
+                                  "-l", "info", "--max-interval", "1",
+                                  "--pidfile", str(self.dir / f"{name}.pid")], **env)
+        if wait:
+            wait_until(lambda: "ccs_beat: " in proc.text() or not proc.alive(), 30,
+                       what="beat to start")
+            assert proc.alive(), f"beat exited:\n{proc.text()[-3000:]}"
+        return proc
+
+    def run_beat_to_exit(self, timeout: float = 60.0) -> subprocess.CompletedProcess:
+        """Run beat in the foreground, expecting it to exit by itself."""
+        return subprocess.run(
+            [sys.executable, "-m", "celery", "-A", "tests.integration.proj", "beat", "-S",
+             "ccs_beat.SingletonScheduler", "-s", str(self.dir / "schedule"), "-l", "info"],
+            cwd=self.dir, env=self.env(), capture_output=True, text=True, timeout=timeout)
+
+    def stop(self, proc: Proc, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        if proc.alive():
+            try:
+                os.killpg(proc.popen.pid, sig)
+            except ProcessLookupError:
+                pass
+            try:
+                proc.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.popen.pid, signal.SIGKILL)
+                proc.popen.wait(timeout=10)
+
+    def close(self) -> None:
+        for proc in reversed(self.procs):
+            try:
+                self.stop(proc, timeout=10)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                pass
+        for proc in self.procs:
+            if proc.alive():
+                try:
+                    os.killpg(proc.popen.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self._app is not None:
+            self._cleanup_broker()
+            self._app.close()
+
+    def _cleanup_broker(self) -> None:
+        if self.broker_url.startswith("filesystem"):
+            return
+        from kombu import Queue
+        try:
+            with self._app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1)
+                Queue(self.queue, channel=conn.default_channel).delete()
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+
+    # -- observations ---------------------------------------------------------
+
+    def send(self, seconds: float, tag: str = "default", **options: Any) -> str:
+        result = self.app.send_task("tests.sleep", args=[seconds], kwargs={"tag": tag},
+                                    queue=self.queue, **options)
+        return result.id
+
+    def records(self) -> list[dict]:
+        path = self.dir / "runs.jsonl"
+        if not path.exists():
+            return []
+        out = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                out.append(json.loads(line))
+        return out
+
+    def runs(self, tag: str | None = None) -> list[Run]:
+        """Every body that started, with its end if it ended, by start time."""
+        starts, ends = {}, {}
+        for rec in self.records():
+            (starts if rec["kind"] == "start" else ends)[rec["id"]] = rec
+        out = [Run(id=i, tag=s["tag"], start=s["t"], end=ends.get(i, {}).get("t"),
+                   worker=s.get("worker")) for i, s in starts.items()]
+        out = [r for r in out if tag is None or r.tag == tag]
+        return sorted(out, key=lambda r: r.start)
+
+    def finished_runs(self, tag: str | None = None) -> list[Run]:
+        return [r for r in self.runs(tag) if r.end is not None]
+
+
+def assert_no_overlap(runs: list[Run], now: float | None = None) -> None:
+    """No two bodies ran at the same time (an unfinished run lasts until now)."""
+    now = time.time() if now is None else now
+    ordered = sorted(runs, key=lambda r: r.start)
+    for a, b in zip(ordered, ordered[1:]):
+        end = a.end if a.end is not None else now
+        assert end <= b.start, (
+            f"runs overlap: {a.id} [{a.start:.3f}, {end:.3f}] on {a.worker} and "
+            f"{b.id} started {b.start:.3f} on {b.worker}")

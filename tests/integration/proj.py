@@ -1,0 +1,80 @@
+"""The Celery app that integration tests run in real worker and beat processes.
+
+Everything comes from environment variables set by :mod:`tests.integration.harness`
+so that every test gets its own queue, control exchange and run directory, and
+parallel or leftover runs cannot see each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+
+from celery import Celery
+
+import ccs_beat  # noqa: F401 - workers serve the ccs_snapshot command
+
+if os.environ.get("CCS_TEST_LEGACY_WORKER"):
+    # Simulate a worker without ccs_beat: forget the inspect command.
+    from celery.worker.control import Panel
+
+    from ccs_beat.cluster import COMMAND
+
+    Panel.data.pop(COMMAND, None)
+    Panel.meta.pop(COMMAND, None)
+
+
+def make_app(env: dict[str, str]) -> Celery:
+    broker = env["CCS_TEST_BROKER"]
+    queue = env["CCS_TEST_QUEUE"]
+    run_dir = env["CCS_TEST_DIR"]
+    app = Celery("ccs_test", broker=broker, backend=env.get("CCS_TEST_BACKEND") or None)
+    conf = {
+        "task_default_queue": queue,
+        "control_exchange": f"ctl-{queue}",
+        "event_exchange": f"ev-{queue}",
+        "worker_prefetch_multiplier": 1,
+        "broker_connection_retry_on_startup": True,
+        "beat_schedule": json.loads(env.get("CCS_TEST_SCHEDULE") or "{}"),
+        "result_expires": None,
+        "worker_hijack_root_logger": True,
+    }
+    if broker.startswith("filesystem"):
+        folders = {name: os.path.join(run_dir, "broker", name)
+                   for name in ("in", "processed", "control")}
+        for path in folders.values():
+            os.makedirs(path, exist_ok=True)
+        conf["broker_transport_options"] = {
+            "data_folder_in": folders["in"], "data_folder_out": folders["in"],
+            "processed_folder": folders["processed"], "control_folder": folders["control"],
+            "store_processed": False, "polling_interval": 0.05,
+        }
+    conf.update(json.loads(env.get("CCS_TEST_SETTINGS") or "{}"))
+    app.conf.update(conf)
+    return app
+
+
+app = make_app(dict(os.environ)) if "CCS_TEST_BROKER" in os.environ else Celery("ccs_test")
+
+
+def _record(kind: str, task_id: str, payload: dict) -> None:
+    run_dir = os.environ["CCS_TEST_DIR"]
+    line = json.dumps({"kind": kind, "id": task_id, "host": socket.gethostname(),
+                       "worker": os.environ.get("CCS_TEST_WORKER"), "pid": os.getpid(),
+                       **payload})
+    with open(os.path.join(run_dir, "runs.jsonl"), "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+@app.task(name="tests.sleep", bind=True)
+def sleep(self, seconds: float, tag: str = "default") -> str:
+    """Sleep ``seconds``; record when the body started and ended."""
+    start = time.time()
+    _record("start", self.request.id, {"tag": tag, "t": start})
+    time.sleep(seconds)
+    _record("end", self.request.id, {"tag": tag, "start": start, "t": time.time()})
+    return tag
