@@ -7,6 +7,8 @@ bounded, and :meth:`Cluster.close` kills whatever is still running.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import signal
@@ -152,10 +154,8 @@ class Cluster:
 
     def stop(self, proc: Proc, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
         if proc.alive():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.popen.pid, sig)
-            except ProcessLookupError:
-                pass
             try:
                 proc.popen.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -164,16 +164,12 @@ class Cluster:
 
     def close(self) -> None:
         for proc in reversed(self.procs):
-            try:
+            with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
                 self.stop(proc, timeout=10)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                pass
         for proc in self.procs:
             if proc.alive():
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.popen.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
         if self._app is not None:
             self._cleanup_broker()
             self._app.close()
@@ -224,7 +220,7 @@ def assert_no_overlap(runs: list[Run], now: float | None = None) -> None:
     """No two bodies ran at the same time (an unfinished run lasts until now)."""
     now = time.time() if now is None else now
     ordered = sorted(runs, key=lambda r: r.start)
-    for a, b in zip(ordered, ordered[1:]):
+    for a, b in itertools.pairwise(ordered):
         end = a.end if a.end is not None else now
         assert end <= b.start, (
             f"runs overlap: {a.id} [{a.start:.3f}, {end:.3f}] on {a.worker} and "
