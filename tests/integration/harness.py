@@ -163,13 +163,14 @@ class Cluster:
                 proc.popen.wait(timeout=10)
 
     def close(self) -> None:
-        for proc in reversed(self.procs):
-            with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
-                self.stop(proc, timeout=10)
+        """Kill everything (the test is over; a warm shutdown would wait for tasks)."""
         for proc in self.procs:
             if proc.alive():
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.popen.pid, signal.SIGKILL)
+        for proc in self.procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.popen.wait(timeout=10)
         if self._app is not None:
             self._cleanup_broker()
             self._app.close()
