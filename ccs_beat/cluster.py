@@ -163,13 +163,16 @@ class Membership:
 
     A worker is expected once it has answered, or once a peer's reply lists it
     (Celery's gossip: heartbeats and online/offline events). It stops being
-    expected when Celery's heartbeats, as every answering peer reports them,
-    no longer show it alive, or when it has been silent for ``expiry`` seconds.
+    expected when it has been silent for ``expiry`` seconds, or sooner when it
+    missed two reads in a row and no answering peer's gossip shows it alive
+    (Celery's own heartbeat liveness; two reads, so one slow reply or a peer
+    that just started and knows nobody yet cannot make a live worker vanish).
     """
 
     def __init__(self, expiry: float) -> None:
         self.expiry = expiry
         self.last_seen: dict[str, float] = {}
+        self.missed: dict[str, int] = {}
 
     def expected(self) -> frozenset[str]:
         return frozenset(self.last_seen)
@@ -186,6 +189,7 @@ class Membership:
         lists = list(peer_lists)
         for host in answered:
             self.last_seen[host] = now
+            self.missed.pop(host, None)
         gossip_alive: set[str] = set()
         gossip_complete = bool(lists) and all(p is not None for p in lists)
         for peers in lists:
@@ -194,12 +198,13 @@ class Membership:
         for host in gossip_alive - answered:
             self.last_seen.setdefault(host, now)
         missing, gone = set(), set()
-        for host in set(silent) | (gossip_alive - answered):
-            if host in answered:
-                continue
+        for host in (set(silent) | gossip_alive) - answered:
+            missed = self.missed[host] = self.missed.get(host, 0) + 1
             silent_for = now - self.last_seen.get(host, now)
-            if (gossip_complete and host not in gossip_alive) or silent_for > self.expiry:
+            dead_by_gossip = gossip_complete and host not in gossip_alive and missed >= 2
+            if dead_by_gossip or silent_for > self.expiry:
                 self.last_seen.pop(host, None)
+                self.missed.pop(host, None)
                 gone.add(host)
             else:
                 missing.add(host)

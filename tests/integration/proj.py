@@ -14,7 +14,8 @@ import time
 
 from celery import Celery
 
-import ccs_beat  # noqa: F401 - workers serve the ccs_snapshot command
+if not os.environ.get("CCS_TEST_NO_IMPORT"):
+    import ccs_beat  # noqa: F401 - workers serve the ccs_snapshot command
 
 if os.environ.get("CCS_TEST_LEGACY_WORKER"):
     # Simulate a worker without ccs_beat: forget the inspect command.
