@@ -199,8 +199,13 @@ class Coordinator:
         return self._remember(entry, Verdict(policy, key, decision, buffered=buffered))
 
     def _remember(self, entry: Any, verdict: Verdict) -> Verdict:
+        # apply_entry() -> Celery -> apply_async() -> prepare() picks it up
         self._judged[entry.name] = verdict
         return verdict
+
+    def discard(self, entry: Any) -> None:
+        """Forget the verdict of an entry that will not be sent after all."""
+        self._judged.pop(entry.name, None)
 
     def skipped(self, entry: Any, verdict: Verdict) -> None:
         """Log, signal and (buffer_one) remember a skipped run."""

@@ -110,6 +110,7 @@ class SingletonSchedulerMixin:
                 continue
             verdict = ccs.judge(entry, buffered=True)
             if not verdict.emit:
+                ccs.discard(entry)
                 continue
             try:
                 self.apply_async(entry, producer=self.producer,  # type: ignore[attr-defined]

@@ -31,6 +31,8 @@ class Run:
     start: float
     end: float | None
     worker: str | None
+    stamp: dict | None = None
+    expires: str | None = None
 
 
 @dataclass
@@ -209,7 +211,8 @@ class Cluster:
         for rec in self.records():
             (starts if rec["kind"] == "start" else ends)[rec["id"]] = rec
         out = [Run(id=i, tag=s["tag"], start=s["t"], end=ends.get(i, {}).get("t"),
-                   worker=s.get("worker")) for i, s in starts.items()]
+                   worker=s.get("worker"), stamp=s.get("stamp"), expires=s.get("expires"))
+               for i, s in starts.items()]
         out = [r for r in out if tag is None or r.tag == tag]
         return sorted(out, key=lambda r: r.start)
 

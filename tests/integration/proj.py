@@ -75,7 +75,10 @@ def _record(kind: str, task_id: str, payload: dict) -> None:
 def sleep(self, seconds: float, tag: str = "default") -> str:
     """Sleep ``seconds``; record when the body started and ended."""
     start = time.time()
-    _record("start", self.request.id, {"tag": tag, "t": start})
+    expires = self.request.expires
+    _record("start", self.request.id, {
+        "tag": tag, "t": start, "stamp": getattr(self.request, "ccs_beat", None),
+        "expires": expires.isoformat() if hasattr(expires, "isoformat") else expires})
     time.sleep(seconds)
     _record("end", self.request.id, {"tag": tag, "start": start, "t": time.time()})
     return tag

@@ -44,6 +44,10 @@ def test_long_task_every_second_never_overlaps_and_runs_again_after_each_end(mak
         assert after.start - before.end < 3.0, (before, after)
     assert len(beatlog.skipped(beat.text(), "long")) >= 6
     assert len(beatlog.emitted(beat.text(), "long")) == len(runs)
+    # each emission carried the sender's stamp and an expiry
+    assert all(r.stamp and r.stamp["entry"] == "long" and r.stamp["key"].startswith(
+        "tests.sleep:") for r in runs)
+    assert all(r.expires for r in runs)
 
 
 def test_skips_while_a_manual_identical_task_runs_but_emits_for_different_args(make_cluster):

@@ -1,0 +1,104 @@
+"""SingletonScheduler driven tick by tick in the test process, on a real broker.
+
+These look at what beat puts on the wire and at the signals it sends, which the
+subprocess scenarios cannot observe. No worker runs, so every read finds nobody
+(the filesystem transport and Redis answer that quickly with a short timeout).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from kombu import Queue
+
+from ccs_beat import SingletonScheduler
+from ccs_beat.signals import entry_emitted, entry_skipped
+from tests.integration.harness import Cluster
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def scheduler(make_cluster) -> Iterator[tuple[Cluster, SingletonScheduler]]:
+    cluster = make_cluster(
+        schedule={"queued": {"task": "tests.sleep", "schedule": 0.5, "args": [0],
+                             "kwargs": {"tag": "q"},
+                             "options": {"singleton": {"expires": 30}, "priority": 3}}},
+        settings={"ccs_beat_inspect_timeout": 0.3})
+    app = cluster.app
+    app.conf.beat_schedule = cluster.schedule
+    sched = SingletonScheduler(app=app, schedule_filename=str(cluster.dir / "schedule"))
+    yield cluster, sched
+    sched.close()
+
+
+def tick_until(sched: SingletonScheduler, predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out ticking"
+        delay = sched.tick()
+        if delay and delay > 0:              # as celery.beat.Service does
+            time.sleep(min(delay, 0.2))
+
+
+def test_signals_report_each_emission_and_each_skip_with_its_blocker(scheduler):
+    _, sched = scheduler
+    emitted, skipped = [], []
+    on_emit = lambda sender, **kw: emitted.append(kw)  # noqa: E731
+    on_skip = lambda sender, **kw: skipped.append(kw)  # noqa: E731
+    entry_emitted.connect(on_emit, weak=False)
+    entry_skipped.connect(on_skip, weak=False)
+    try:
+        tick_until(sched, lambda: emitted and skipped)
+    finally:
+        entry_emitted.disconnect(on_emit)
+        entry_skipped.disconnect(on_skip)
+
+    first = emitted[0]
+    assert first["entry"].name == "queued" and first["task_id"]
+    assert first["decision"].unknown            # no worker answered: on_unknown=emit
+    skip = skipped[0]
+    assert skip["decision"].blocker.task_id == first["task_id"]
+    assert skip["decision"].blocker.state == "queued"
+    assert skip["key"] == first["key"]
+
+
+def test_emitted_message_has_expiry_and_stamp_but_no_singleton_option(scheduler, broker):
+    cluster, sched = scheduler
+    tick_until(sched, lambda: sched.ccs.ledger.entries.get("queued"))
+    task_id = sched.ccs.ledger.entries["queued"][0].task_id
+
+    with cluster.app.connection_for_read() as conn:
+        queue = Queue(cluster.queue, channel=conn.default_channel)
+        deadline = time.monotonic() + 10
+        message = None
+        while message is None and time.monotonic() < deadline:
+            message = queue.get(no_ack=True)
+            if message is None:
+                time.sleep(0.1)
+    assert message is not None, "the emission is not in the queue"
+    headers = message.headers
+    assert headers["id"] == task_id
+    assert headers["expires"]                       # the policy's 30 s
+    assert headers["ccs_beat"]["entry"] == "queued"
+    assert headers["ccs_beat"]["key"].startswith("tests.sleep:")
+    assert "singleton" not in headers and "singleton" not in message.properties
+    assert message.properties.get("priority") == 3  # other options pass through
+
+
+def test_skipped_run_still_advances_the_schedule(scheduler):
+    _, sched = scheduler
+    skipped = []
+    on_skip = lambda sender, **kw: skipped.append(kw)  # noqa: E731
+    entry_skipped.connect(on_skip, weak=False)
+    try:
+        tick_until(sched, lambda: len(skipped) >= 2)
+    finally:
+        entry_skipped.disconnect(on_skip)
+    entry = sched.schedule["queued"]
+
+    assert len(sched.ccs.ledger.entries["queued"]) == 1     # one emission only
+    assert entry.total_run_count >= 3                       # 1 emitted + 2 skipped
+    assert entry.last_run_at is not None
