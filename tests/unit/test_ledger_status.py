@@ -1,0 +1,125 @@
+"""The ledger: when is an emission still outstanding?"""
+
+from __future__ import annotations
+
+import json
+
+from ccs_beat.cluster import SeenTask, Snapshot, WorkerView
+from ccs_beat.ledger import MAX_PER_ENTRY, Emission, Ledger, Status, assess
+
+NOW = 1_000_000.0
+
+
+def snapshot(*tasks: SeenTask, workers=("w1",), missing=(), failure=None) -> Snapshot:
+    views = {w: WorkerView(hostname=w, tasks=tuple(t for t in tasks if t.worker == w),
+                           now=NOW, peers=None) for w in workers}
+    return Snapshot(taken_at=NOW, workers=views, missing=frozenset(missing), failure=failure)
+
+
+def seen(task_id: str, worker: str = "w1", state: str = "active") -> SeenTask:
+    return SeenTask(id=task_id, name="t", args=[], kwargs={}, state=state, worker=worker,
+                    time_start=NOW - 5, worker_now=NOW)
+
+
+def emission(task_id: str = "a", *, expires_at=NOW + 60, seen_on=None) -> Emission:
+    return Emission(task_id=task_id, key="t:k", sent_at=NOW - 10, expires_at=expires_at,
+                    seen_on=seen_on)
+
+
+def test_unseen_unexpired_emission_is_queued():
+    assert assess(emission(), snapshot(), NOW)[0] is Status.QUEUED
+
+
+def test_unseen_emission_is_done_once_its_expiry_passed():
+    assert assess(emission(expires_at=NOW - 1), snapshot(), NOW)[0] is Status.DONE
+
+
+def test_emission_visible_on_a_worker_is_seen():
+    status, task = assess(emission(), snapshot(seen("a", state="reserved")), NOW)
+    assert status is Status.SEEN and task.state == "reserved"
+
+
+def test_seen_then_gone_from_a_worker_that_answered_is_done():
+    assert assess(emission(seen_on="w1"), snapshot(), NOW)[0] is Status.DONE
+
+
+def test_seen_on_a_silent_worker_is_unknown():
+    snap = snapshot(workers=("w2",), missing=("w1",))
+    assert assess(emission(seen_on="w1"), snap, NOW)[0] is Status.UNKNOWN
+
+
+def test_seen_when_the_broker_failed_is_unknown():
+    snap = Snapshot(taken_at=NOW, failure="ConnectionRefusedError()")
+    assert assess(emission(seen_on="w1"), snap, NOW)[0] is Status.UNKNOWN
+
+
+def test_seen_on_a_worker_presumed_gone_is_done():
+    # w1 is neither answering nor expected any more
+    assert assess(emission(seen_on="w1"), snapshot(workers=("w2",)), NOW)[0] is Status.DONE
+
+
+def test_ready_result_ends_an_emission_before_anything_else():
+    snap = snapshot(seen("a"))
+    assert assess(emission(), snap, NOW, result_ready=lambda _: True)[0] is Status.DONE
+    assert assess(emission(), snap, NOW, result_ready=lambda _: False)[0] is Status.SEEN
+    assert assess(emission(), snapshot(), NOW, result_ready=lambda _: None)[0] is Status.QUEUED
+
+
+def test_outstanding_forgets_finished_emissions_and_records_where_one_was_seen():
+    ledger = Ledger()
+    ledger.record("gc", emission("old", expires_at=NOW - 1))
+    ledger.record("gc", emission("new"))
+    ledger.dirty = False
+
+    out = ledger.outstanding("gc", snapshot(seen("new", worker="w1")), NOW)
+
+    assert [(e.task_id, s) for e, s, _ in out] == [("new", Status.SEEN)]
+    assert ledger.entries["gc"][0].seen_on == "w1"
+    assert ledger.dirty
+
+
+def test_an_entry_with_nothing_outstanding_leaves_the_ledger():
+    ledger = Ledger()
+    ledger.record("gc", emission(expires_at=NOW - 1))
+    assert ledger.outstanding("gc", snapshot(), NOW) == []
+    assert "gc" not in ledger.entries
+
+
+def test_ledger_keeps_at_most_a_bounded_number_of_emissions_per_entry():
+    ledger = Ledger()
+    for i in range(MAX_PER_ENTRY + 5):
+        ledger.record("gc", emission(str(i)))
+    ids = [e.task_id for e in ledger.entries["gc"]]
+    assert len(ids) == MAX_PER_ENTRY and ids[-1] == str(MAX_PER_ENTRY + 4)
+
+
+def test_state_round_trips_through_json():
+    ledger = Ledger()
+    ledger.record("gc", emission("a", seen_on="w1"))
+    ledger.record("users", emission("b", expires_at=None))
+    ledger.set_pending("users", True)
+
+    again = Ledger.from_state(json.loads(json.dumps(ledger.to_state())))
+
+    assert again.entries == ledger.entries and again.pending == {"users"}
+
+
+def test_damaged_state_loses_only_the_damaged_part():
+    state = {"version": 1, "entries": {"gc": [{"task_id": "a", "key": "k", "sent_at": 1.0},
+                                              {"key": "missing id"}, "garbage"],
+                                       "bad": "not a list"},
+             "pending": "not a list"}
+    ledger = Ledger.from_state(state)
+    assert [e.task_id for e in ledger.entries["gc"]] == ["a"]
+    assert ledger.pending == set()
+    for junk in (None, "x", {"version": 99}, {"version": 1, "entries": 5}):
+        assert Ledger.from_state(junk).entries == {}
+
+
+def test_forget_drops_entries_that_left_the_schedule():
+    ledger = Ledger()
+    ledger.record("gone", emission())
+    ledger.record("kept", emission())
+    ledger.set_pending("gone", True)
+    ledger.forget(["kept"])
+    assert set(ledger.entries) == {"kept"} and ledger.pending == set()
