@@ -1,0 +1,160 @@
+"""The coordinator's own logic: entry validation, message options, verdicts.
+
+Cluster reads are replaced by a canned :class:`Snapshot` (our own data type);
+everything that talks to a broker is covered by tests/integration.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from celery import Celery
+from celery.beat import BeatLazyFunc, ScheduleEntry
+from celery.schedules import crontab, schedule
+
+from ccs_beat import ConfigurationError
+from ccs_beat.cluster import SeenTask, Snapshot, WorkerView
+from ccs_beat.coordinator import Coordinator
+from ccs_beat.identity import task_key
+
+
+class CannedReader:
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+        self.reads = 0
+
+    def read(self, names=None) -> Snapshot:
+        self.reads += 1
+        return self.snap
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def app() -> Celery:
+    return Celery("t", broker="memory://", set_as_current=False)
+
+
+def make_entry(app, name="gc", every=60.0, args=(1,), kwargs=None, options=None):
+    return ScheduleEntry(name=name, task="blobs.gc", schedule=schedule(timedelta(seconds=every)),
+                         args=args, kwargs=kwargs or {}, options=options or {}, app=app)
+
+
+def coordinator(app, snap=None) -> Coordinator:
+    reader = CannedReader(snap or Snapshot(taken_at=0, workers={
+        "w1": WorkerView(hostname="w1", tasks=(), now=0.0, peers=None)}))
+    return Coordinator(app, sender=None, reader=reader)
+
+
+def test_validate_lists_every_bad_entry_at_once(app):
+    entries = {
+        "a": make_entry(app, "a", options={"singleton": "skipp"}),
+        "b": make_entry(app, "b", args=({1, 2},)),
+        "c": make_entry(app, "c", options={"singleton": {"key": "nope"}}),
+        "ok": make_entry(app, "ok"),
+    }
+    with pytest.raises(ConfigurationError) as info:
+        coordinator(app).validate(entries)
+    text = str(info.value)
+    assert "'a'" in text and "'skipp'" in text
+    assert "'b'" in text and "args[0]" in text
+    assert "'c'" in text and "'nope'" in text
+    assert "'ok'" not in text
+
+
+def test_validate_does_not_call_lazy_arguments(app):
+    calls = []
+    lazy = BeatLazyFunc(lambda: calls.append(1) or 5)
+    coordinator(app).validate({"lazy": make_entry(app, "lazy", args=(lazy,))})
+    assert calls == []
+
+
+def test_prepared_options_drop_singleton_and_carry_expiry_and_stamp(app):
+    ccs = coordinator(app)
+    entry = make_entry(app, every=60.0, options={"singleton": True, "queue": "q",
+                                                 "headers": {"mine": 1}})
+    assert ccs.judge(entry).emit
+
+    sending, verdict, expires_at = ccs.prepare(entry)
+
+    assert "singleton" not in sending.options and sending.options["queue"] == "q"
+    assert 58.5 <= sending.options["expires"] <= 59.0       # next run less min(1 s, 10 %)
+    assert sending.options["headers"]["mine"] == 1
+    stamp = sending.options["headers"]["ccs_beat"]
+    assert stamp["key"] == verdict.key == task_key("blobs.gc", [1], {})
+    assert stamp["entry"] == "gc" and expires_at is not None
+    assert "singleton" in entry.options                     # the entry itself is untouched
+
+
+@pytest.mark.parametrize(("every", "low", "high"), [(1.0, 0.85, 0.9), (5.0, 4.45, 4.5),
+                                                     (3600.0, 3598.5, 3599.0)])
+def test_default_expiry_is_the_time_to_the_next_run_less_a_margin(app, every, low, high):
+    ccs = coordinator(app)
+    entry = make_entry(app, every=every)
+    ccs.judge(entry)
+    sending, _, _ = ccs.prepare(entry)
+    assert low <= sending.options["expires"] <= high
+
+
+def test_crontab_entries_expire_before_their_next_run(app):
+    ccs = coordinator(app)
+    entry = ScheduleEntry(name="nightly", task="blobs.gc", schedule=crontab(minute=0, hour=3),
+                          args=(), kwargs={}, options={}, app=app)
+    ccs.judge(entry)
+    sending, _, _ = ccs.prepare(entry)
+    assert 0 < sending.options["expires"] <= 24 * 3600
+
+
+def test_policy_expiry_wins_and_an_entrys_own_expiry_is_kept_otherwise(app):
+    ccs = coordinator(app)
+    own = make_entry(app, "own", options={"expires": 42})
+    policy = make_entry(app, "policy", options={"expires": 42, "singleton": {"expires": 7}})
+    for entry, expected in ((own, 42.0), (policy, 7.0)):
+        ccs.judge(entry)
+        sending, _, _ = ccs.prepare(entry)
+        assert sending.options["expires"] == expected
+
+
+def test_allow_entries_are_sent_unstamped_without_a_cluster_read(app):
+    ccs = coordinator(app)
+    entry = make_entry(app, options={"singleton": False})
+    verdict = ccs.judge(entry)
+    sending, _, expires_at = ccs.prepare(entry)
+    assert verdict.emit and verdict.key is None and ccs.reader.reads == 0
+    assert "headers" not in sending.options and expires_at is None
+    assert "singleton" not in sending.options
+
+
+def test_an_option_that_turned_invalid_at_run_time_falls_back_to_plain_beat(app, caplog):
+    ccs = coordinator(app)
+    entry = make_entry(app, options={"singleton": "sometimes"})
+    verdict = ccs.judge(entry)
+    assert verdict.emit and verdict.decision is None
+    assert "beat entry 'gc'" in caplog.text and "'sometimes'" in caplog.text
+
+
+def test_lazy_arguments_that_cannot_be_keyed_fall_back_to_plain_beat(app, caplog):
+    ccs = coordinator(app)
+    entry = make_entry(app, args=(BeatLazyFunc(lambda: {1, 2}),))
+    verdict = ccs.judge(entry)
+    assert verdict.emit and verdict.key is None
+    assert "beat entry 'gc'" in caplog.text and "args[0]" in caplog.text
+
+
+def test_identical_task_on_a_worker_blocks_and_one_read_serves_the_burst(app):
+    running = SeenTask(id="r1", name="blobs.gc", args=[1], kwargs={}, state="active",
+                       worker="w1", time_start=0.0, worker_now=3.0)
+    snap = Snapshot(taken_at=0, workers={"w1": WorkerView("w1", (running,), 3.0, None)})
+    ccs = coordinator(app, snap)
+
+    same = ccs.judge(make_entry(app, "same", args=(1,)))
+    other = ccs.judge(make_entry(app, "other", args=(2,)))
+
+    assert not same.emit and same.decision.blocker.task_id == "r1"
+    assert other.emit
+    assert ccs.reader.reads == 1
+    ccs.end_burst()
+    ccs.judge(make_entry(app, "same", args=(1,)))
+    assert ccs.reader.reads == 2
