@@ -105,11 +105,7 @@ def parse_policy(value: Any, *, default: Policy = DEFAULT_POLICY,
     if value is False:
         return replace(default, overlap=ALLOW)
     if isinstance(value, str):
-        if value not in OVERLAPS:
-            raise ConfigurationError(
-                f"{where}: unknown overlap policy {value!r}; expected one of "
-                f"{', '.join(OVERLAPS)}" + _suggest(value, OVERLAPS))
-        return replace(default, overlap=value)
+        return replace(default, overlap=_choice(value, OVERLAPS, "overlap policy", where))
     if isinstance(value, Mapping):
         unknown = [k for k in value if k not in POLICY_FIELDS]
         if unknown:
@@ -118,21 +114,12 @@ def parse_policy(value: Any, *, default: Policy = DEFAULT_POLICY,
                 f"{', '.join(POLICY_FIELDS)}" + _suggest(str(unknown[0]), POLICY_FIELDS))
         changes: dict[str, Any] = {}
         if "overlap" in value:
-            overlap = value["overlap"]
-            if overlap not in OVERLAPS:
-                raise ConfigurationError(
-                    f"{where}: unknown overlap policy {overlap!r}; expected one of "
-                    f"{', '.join(OVERLAPS)}" + _suggest(str(overlap), OVERLAPS))
-            changes["overlap"] = overlap
+            changes["overlap"] = _choice(value["overlap"], OVERLAPS, "overlap policy", where)
         if "key" in value:
             changes["key"] = parse_key_spec(value["key"], where=where)
         if "on_unknown" in value:
-            on_unknown = value["on_unknown"]
-            if on_unknown not in ON_UNKNOWN:
-                raise ConfigurationError(
-                    f"{where}: unknown on_unknown value {on_unknown!r}; expected one of "
-                    f"{', '.join(ON_UNKNOWN)}" + _suggest(str(on_unknown), ON_UNKNOWN))
-            changes["on_unknown"] = on_unknown
+            changes["on_unknown"] = _choice(
+                value["on_unknown"], ON_UNKNOWN, "on_unknown value", where)
         if "expires" in value:
             expires = value["expires"]
             changes["expires"] = None if expires is None else _number(
@@ -141,6 +128,15 @@ def parse_policy(value: Any, *, default: Policy = DEFAULT_POLICY,
     raise ConfigurationError(
         f"{where}: singleton must be True, False, one of {', '.join(OVERLAPS)}, or a dict "
         f"with keys {', '.join(POLICY_FIELDS)}; got {value!r}")
+
+
+def _choice(value: Any, choices: tuple[str, ...], what: str, where: str) -> str:
+    """Return ``value`` if it is one of ``choices``; otherwise say which it is not."""
+    if value not in choices:
+        raise ConfigurationError(
+            f"{where}: unknown {what} {value!r}; expected one of "
+            f"{', '.join(choices)}" + _suggest(str(value), choices))
+    return value
 
 
 def _suggest(value: str, choices: tuple[str, ...] | list[str]) -> str:
