@@ -12,6 +12,7 @@ from .errors import ConfigurationError, UnkeyableError
 from .identity import KeySpec, task_key
 from .policy import Policy, Settings, parse_policy
 from .scheduler import SingletonScheduler, SingletonSchedulerMixin
+from .task import SingletonTask
 
 __version__ = "0.1.0"
 
@@ -22,6 +23,7 @@ __all__ = [
     "Settings",
     "SingletonScheduler",
     "SingletonSchedulerMixin",
+    "SingletonTask",
     "UnkeyableError",
     "__version__",
     "parse_policy",

@@ -323,14 +323,19 @@ class ClusterReader:
             self._conn = conn
         return self._conn
 
-    def read(self, names: Iterable[str] | None = None) -> Snapshot:
+    def read(self, names: Iterable[str] | None = None, *, legacy: bool = True) -> Snapshot:
         """One cluster read. Never raises for broker trouble: it returns a
-        snapshot whose ``failure`` says what went wrong."""
+        snapshot whose ``failure`` says what went wrong.
+
+        ``legacy=False`` does not read workers without ccs_beat with the stock
+        commands (three more round trips); they count as unreadable instead.
+        The worker guard uses it to keep its decision within its timeout.
+        """
         started_wall, started = time.time(), time.monotonic()
         self.reads += 1
         try:
             return self._read(sorted(set(names)) if names is not None else None,
-                              started_wall, started)
+                              started_wall, started, legacy)
         except Exception as exc:  # noqa: BLE001 - any broker/transport error
             logger.warning("ccs_beat: cluster read failed: %r", exc)
             self.close()
@@ -338,7 +343,7 @@ class ClusterReader:
                             failure=repr(exc), timeout=self.timeout)
 
     def _read(self, names: list[str] | None, started_wall: float,
-              started: float) -> Snapshot:
+              started: float, legacy_read: bool = True) -> Snapshot:
         conn = self._connection()
         mailbox = self.app.control.mailbox(conn)
         chan = conn.default_channel
@@ -401,8 +406,11 @@ class ClusterReader:
             except GarbledReply as exc:
                 garbled[host] = str(exc)
                 logger.warning("ccs_beat: unusable reply from worker %s: %s", host, exc)
-        if legacy:
+        if legacy and legacy_read:
             broadcasts += self._read_legacy(conn, legacy, views, garbled)
+        elif legacy:
+            for host in legacy:
+                garbled[host] = f"does not serve {COMMAND} (ccs_beat not imported there)"
 
         now = time.monotonic()
         silent = set(self.membership.expected()) - bodies.keys()

@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from .errors import ConfigurationError
+from .guard import GuardTiming
 from .identity import DEFAULT_KEY, KeySpec, parse_key_spec
 
 #: never emit while an identical task is queued or running
@@ -162,6 +163,10 @@ class Settings:
             entries, but never once older than this.
         buffer_poll_interval: how often a ``buffer_one`` entry with a
             remembered run re-reads the cluster to see if its blocker ended.
+        guard_delay: the worker guard's settle delay ``D`` before it reads.
+        guard_timeout: the worker guard's reply timeout ``T``.
+        guard_margin: slack for registration lag, broadcast transit and a
+            skipped duplicate's exit; ``D >= T + 2 * margin`` is required.
     """
 
     default_policy: Policy = DEFAULT_POLICY
@@ -169,6 +174,13 @@ class Settings:
     worker_expiry: float = 30.0
     burst_max_age: float = 5.0
     buffer_poll_interval: float = 1.0
+    guard_delay: float = 1.5
+    guard_timeout: float = 1.0
+    guard_margin: float = 0.25
+
+    @property
+    def guard_timing(self) -> GuardTiming:
+        return GuardTiming(self.guard_delay, self.guard_timeout, self.guard_margin)
 
 
 def _setting_parsers() -> dict[str, Any]:
@@ -180,6 +192,9 @@ def _setting_parsers() -> dict[str, Any]:
         "burst_max_age": lambda v, w: _number(v, where=w, low=0.0, high=3600.0,
                                               low_inclusive=True),
         "buffer_poll_interval": lambda v, w: _number(v, where=w, low=0.0, high=3600.0),
+        "guard_delay": lambda v, w: _number(v, where=w, low=0.0, high=600.0),
+        "guard_timeout": lambda v, w: _number(v, where=w, low=0.0, high=60.0),
+        "guard_margin": lambda v, w: _number(v, where=w, low=0.0, high=60.0),
     }
 
 
@@ -227,4 +242,8 @@ def load_settings(conf: Mapping[str, Any]) -> Settings:
         raise ConfigurationError(
             f"ccs_beat_worker_expiry ({settings.worker_expiry:g}s) must be at least "
             f"ccs_beat_inspect_timeout ({settings.inspect_timeout:g}s)")
+    problem = settings.guard_timing.problem()
+    if problem:
+        raise ConfigurationError(
+            f"ccs_beat_guard_delay / ccs_beat_guard_timeout / ccs_beat_guard_margin: {problem}")
     return settings

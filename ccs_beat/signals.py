@@ -20,4 +20,11 @@ entry_skipped = Signal(name="entry_skipped", providing_args={"entry", "key", "de
 entry_emitted = Signal(name="entry_emitted",
                        providing_args={"entry", "key", "decision", "task_id", "buffered"})
 
-__all__ = ["entry_emitted", "entry_skipped"]
+#: a guarded task stepped aside on a worker. sender: the task. kwargs:
+#: ``task_id``, ``winner`` (:class:`ccs_beat.guard.Peer` or None), ``reason``,
+#: ``unknown`` (the cluster read was incomplete and on_unknown=skip decided).
+#: Runs in the worker's pool process.
+duplicate_skipped = Signal(name="duplicate_skipped",
+                           providing_args={"task_id", "winner", "reason", "unknown"})
+
+__all__ = ["duplicate_skipped", "entry_emitted", "entry_skipped"]

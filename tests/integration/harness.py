@@ -195,6 +195,29 @@ class Cluster:
                                     queue=self.queue, **options)
         return result.id
 
+    def publish_bursts(self, copies: int, bursts: int, interval: float, seconds: float,
+                       lead: float = 3.0) -> list[dict]:
+        """Send ``copies`` identical guarded tasks per burst, each copy from its own
+        process at the same agreed moment; wait for the publishers; return what
+        they sent."""
+        t0 = time.time() + lead   # time for every publisher to start and connect
+        procs = [subprocess.Popen(
+            [sys.executable, "-m", "tests.integration.publish", str(copy), str(bursts),
+             repr(t0), repr(interval), repr(seconds)],
+            cwd=self.dir, env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True) for copy in range(copies)]
+        try:
+            for proc in procs:
+                out, _ = proc.communicate(timeout=lead + bursts * interval + 60)
+                assert proc.returncode == 0, out.decode(errors="replace")[-3000:]
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=10)
+        path = self.dir / "published.jsonl"
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
     def records(self) -> list[dict]:
         path = self.dir / "runs.jsonl"
         if not path.exists():

@@ -71,14 +71,27 @@ def _record(kind: str, task_id: str, payload: dict) -> None:
         os.fsync(fh.fileno())
 
 
-@app.task(name="tests.sleep", bind=True)
-def sleep(self, seconds: float, tag: str = "default") -> str:
+def _body(task, seconds: float, tag: str) -> str:
     """Sleep ``seconds``; record when the body started and ended."""
     start = time.time()
-    expires = self.request.expires
-    _record("start", self.request.id, {
-        "tag": tag, "t": start, "stamp": getattr(self.request, "ccs_beat", None),
+    expires = task.request.expires
+    _record("start", task.request.id, {
+        "tag": tag, "t": start, "stamp": getattr(task.request, "ccs_beat", None),
         "expires": expires.isoformat() if hasattr(expires, "isoformat") else expires})
     time.sleep(seconds)
-    _record("end", self.request.id, {"tag": tag, "start": start, "t": time.time()})
+    _record("end", task.request.id, {"tag": tag, "start": start, "t": time.time()})
     return tag
+
+
+@app.task(name="tests.sleep", bind=True)
+def sleep(self, seconds: float, tag: str = "default") -> str:
+    return _body(self, seconds, tag)
+
+
+if not os.environ.get("CCS_TEST_NO_IMPORT"):
+    from ccs_beat import SingletonTask
+
+    @app.task(name="tests.guarded", bind=True, base=SingletonTask, singleton=True)
+    def guarded(self, seconds: float, tag: str = "default") -> str:
+        """A declared singleton: duplicates step aside on the worker."""
+        return _body(self, seconds, tag)

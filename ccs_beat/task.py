@@ -1,0 +1,323 @@
+"""``SingletonTask``: the worker-side guard, and the sender's stamp.
+
+Beat's check cannot see every overlap: a manual ``.delay()`` of the same task,
+two beats, a message redelivered after a worker died, a backlog from before
+ccs_beat. The guard runs where the body would: when a guarded task starts on a
+worker it waits the settle delay ``D``, reads the cluster once (replies within
+``T``), and lets :func:`ccs_beat.guard.decide` say whether its body runs or it
+steps aside. This module is only the Celery plumbing around that pure rule.
+
+Guarded tasks are those of a ``SingletonTask`` class that
+
+* carry beat's singleton stamp (an entry with a ``singleton`` policy), or
+* are declared singleton: ``@app.task(base=SingletonTask, singleton=True)``
+  (or a policy name / dict, the same vocabulary as beat's option),
+
+whatever sent them. Every other task goes straight to its body.
+
+Every process that imports ccs_beat stamps the messages of singleton tasks it
+publishes (``before_task_publish``) with the sender's clock and the key, so
+duplicates are ranked the same way by every worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from celery import Task, current_app, signals
+from celery.exceptions import Ignore
+
+from . import signals as ccs_signals
+from .cluster import ClusterReader, Snapshot
+from .control import STAMP_HEADER, make_stamp
+from .errors import ConfigurationError, UnkeyableError
+from .guard import GuardVerdict, Peer, Rank, decide, rank_of
+from .identity import task_key
+from .policy import Policy, Settings, load_settings, parse_policy
+
+logger = logging.getLogger("ccs_beat.guard")
+
+#: result state of a duplicate that stepped aside (not SUCCESS, not FAILURE)
+SKIPPED = "SKIPPED"
+
+_local = threading.local()
+
+
+class SingletonTask(Task):
+    """A task whose duplicates step aside instead of running side by side.
+
+    Set ``singleton`` on the task to guard every call, however it is sent::
+
+        @app.task(base=SingletonTask, singleton=True)
+        def update_all_users(): ...
+
+        @app.task(base=SingletonTask, singleton={"key": ["tenant"]})
+        def rebuild_index(tenant, full=False): ...
+
+    or make it the app's default class (``Celery(..., task_cls=
+    "ccs_beat:SingletonTask")``) so that every task beat emits with a
+    ``singleton`` policy is also guarded on the worker. Without ``singleton``,
+    a ``SingletonTask`` is guarded only when beat's stamp says so.
+
+    A duplicate that steps aside does not run its body, is not retried, ends
+    within ``D + T`` and leaves the result state ``SKIPPED`` (``info`` names
+    the winner); its callbacks do not run.
+    """
+
+    #: True / False / "skip" / a policy dict; None: guard only stamped messages
+    singleton: Any = None
+
+    _ccs_policy_cache: tuple[Any, Policy | None] | None = None
+
+    # -- policy ----------------------------------------------------------------
+
+    def ccs_policy(self) -> Policy | None:
+        """The declared policy (validated once), or None if not declared."""
+        cached = self._ccs_policy_cache
+        if cached is not None and cached[0] is self.singleton:
+            return cached[1]
+        policy = None
+        if self.singleton is not None:
+            default = _settings(self.app).default_policy
+            policy = parse_policy(self.singleton, default=default,
+                                  where=f"task {self.name!r}: singleton")
+        self._ccs_policy_cache = (self.singleton, policy)
+        return policy
+
+    # -- execution ---------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        if request.called_directly or request.is_eager or not request.id:
+            return super().__call__(*args, **kwargs)
+        stamp = _stamp_of(request)
+        try:
+            policy = self.ccs_policy()
+        except ConfigurationError as exc:
+            logger.error("ccs_beat guard: %s; running %s[%s] unguarded", exc, self.name,
+                         request.id)
+            return self.run(*args, **kwargs)
+        declared = policy is not None and policy.checked
+        if not declared and not (stamp and "key" in stamp):
+            return self.run(*args, **kwargs)
+        verdict = self._ccs_guard(args, kwargs, stamp, policy)
+        if verdict is None or verdict.run:
+            return self.run(*args, **kwargs)
+        self._ccs_step_aside(verdict)
+        raise Ignore()   # acknowledged, no retry, no callbacks; state set above
+
+    def _ccs_guard(self, args: Any, kwargs: Any, stamp: Mapping[str, Any] | None,
+                   policy: Policy | None) -> GuardVerdict | None:
+        request = self.request
+        settings = _settings(self.app)
+        spec = policy.key if policy is not None else None
+        try:
+            key = (stamp["key"] if stamp and isinstance(stamp.get("key"), str)
+                   else task_key(self.name, args, kwargs, spec) if spec is not None
+                   else task_key(self.name, args, kwargs))
+        except UnkeyableError as exc:
+            logger.error("ccs_beat guard: cannot key %s[%s] (%s); running it unguarded",
+                         self.name, request.id, exc)
+            return None
+        timing = settings.guard_timing
+        started = time.monotonic()
+        time.sleep(timing.delay)
+        snapshot = _reader(self.app, settings).read([self.name], legacy=False)
+        me, peers = _peers(snapshot, key, self.name, request, stamp, spec)
+        on_unknown = policy.on_unknown if policy is not None else "emit"
+        verdict = decide(me, peers, timing, incomplete=snapshot.incomplete_reason(),
+                         on_unknown=on_unknown)
+        took = time.monotonic() - started
+        if verdict.run:
+            level = logging.WARNING if verdict.unknown else logging.INFO
+            logger.log(level, "ccs_beat guard: running %s[%s]: %s (decided in %.2fs)",
+                       self.name, request.id, verdict.reason, took)
+        if took > timing.committed_after - timing.margin / 2:
+            logger.warning("ccs_beat guard: %s[%s] took %.2fs to decide, longer than D + T "
+                           "(%gs); is this worker starved of CPU?", self.name, request.id,
+                           took, timing.delay + timing.timeout)
+        return verdict
+
+    def _ccs_step_aside(self, verdict: GuardVerdict) -> None:
+        request = self.request
+        winner = verdict.winner
+        logger.info("ccs_beat guard: skipped duplicate %s[%s]: %s", self.name, request.id,
+                    verdict.reason)
+        same_id = winner is not None and winner.task_id == request.id
+        if not same_id and not self.ignore_result and _has_backend(self.app):
+            meta = {"reason": verdict.reason,
+                    "winner": winner.task_id if winner else None,
+                    "winner_worker": winner.worker if winner else None}
+            try:
+                self.update_state(state=SKIPPED, meta=meta)
+            except Exception as exc:  # noqa: BLE001 - a backend hiccup must not run the body
+                logger.warning("ccs_beat guard: could not record %s for %s: %r", SKIPPED,
+                               request.id, exc)
+        ccs_signals.duplicate_skipped.send(sender=self, task_id=request.id, winner=winner,
+                                           reason=verdict.reason, unknown=verdict.unknown)
+
+
+# -- helpers -----------------------------------------------------------------------
+
+
+def _settings(app: Any) -> Settings:
+    cache = getattr(_local, "settings", None)
+    if cache is None or cache[0] is not app:
+        cache = (app, load_settings(app.conf))
+        _local.settings = cache
+    return cache[1]
+
+
+def _reader(app: Any, settings: Settings) -> ClusterReader:
+    """One reader per thread (and so per pool process), kept for its membership."""
+    reader = getattr(_local, "reader", None)
+    if reader is None or reader.app is not app:
+        reader = ClusterReader(app, timeout=settings.guard_timeout,
+                               worker_expiry=settings.worker_expiry)
+        _local.reader = reader
+    return reader
+
+
+def _has_backend(app: Any) -> bool:
+    return type(app.backend).__name__ != "DisabledBackend"
+
+
+def _stamp_of(request: Any) -> Mapping[str, Any] | None:
+    stamp = getattr(request, STAMP_HEADER, None)
+    if stamp is None:
+        headers = getattr(request, "headers", None)
+        stamp = headers.get(STAMP_HEADER) if isinstance(headers, Mapping) else None
+    return stamp if isinstance(stamp, Mapping) else None
+
+
+def _peers(snapshot: Snapshot, key: str, name: str, request: Any,
+           stamp: Mapping[str, Any] | None, spec: Any) -> tuple[Rank, list[Peer]]:
+    """This task's rank and the other identical tasks active in ``snapshot``."""
+    me_id, me_host = request.id, request.hostname
+    my_start = None
+    peers = []
+    for view in snapshot.workers.values():
+        for seen in view.tasks:
+            if seen.state != "active":
+                continue
+            if seen.id == me_id and seen.worker == me_host:
+                my_start = seen.time_start
+                continue
+            if _key_of(seen, name, spec) != key:
+                continue
+            peers.append(Peer(task_id=seen.id, worker=seen.worker,
+                              rank=rank_of(seen.id, seen.worker,
+                                           dict(seen.stamp) if seen.stamp else None,
+                                           seen.time_start),
+                              age=seen.age, guarded=not view.legacy))
+    me = rank_of(me_id, me_host, dict(stamp) if stamp else None,
+                 my_start if my_start is not None else time.time())
+    return me, peers
+
+
+def _key_of(seen: Any, name: str, spec: Any) -> str | None:
+    if seen.stamp and isinstance(seen.stamp.get("key"), str):
+        return seen.stamp["key"]
+    if seen.name != name:
+        return None
+    try:
+        return (task_key(seen.name, seen.args, seen.kwargs, spec) if spec is not None
+                else task_key(seen.name, seen.args, seen.kwargs))
+    except UnkeyableError:
+        return None
+
+
+# -- the sender's stamp ----------------------------------------------------------------
+
+
+@signals.before_task_publish.connect(weak=False)
+def _stamp_on_publish(sender: Any = None, body: Any = None, headers: Any = None,
+                      **_: Any) -> None:
+    """Stamp a singleton task's message with the sender's clock and its key.
+
+    Registered task: stamped only if it is a declared singleton (key
+    included). A name this process does not know (``send_task`` from a web
+    process without the task module): stamped with the clock only, which is
+    all a rank needs. Plain tasks pay one dict lookup.
+    """
+    if not isinstance(headers, dict) or STAMP_HEADER in headers:
+        return
+    name = headers.get("task") or sender
+    if not isinstance(name, str):
+        return
+    app = current_app
+    task = app.tasks.get(name)
+    if task is None:
+        headers[STAMP_HEADER] = {"v": 1, "sent_at": time.time()}
+        return
+    if not isinstance(task, SingletonTask) or task.singleton is None:
+        return
+    try:
+        policy = task.ccs_policy()
+    except ConfigurationError as exc:
+        logger.error("ccs_beat: %s; sending %s unstamped", exc, name)
+        return
+    if policy is None or not policy.checked:
+        return
+    args, kwargs = _call_of(body, headers)
+    try:
+        key = task_key(name, args, kwargs, policy.key)
+    except UnkeyableError as exc:
+        logger.warning("ccs_beat: cannot key %s[%s] (%s); its workers will run it unguarded",
+                       name, headers.get("id"), exc)
+        headers[STAMP_HEADER] = {"v": 1, "sent_at": time.time()}
+        return
+    headers[STAMP_HEADER] = make_stamp(key)
+
+
+def _call_of(body: Any, headers: Mapping[str, Any]) -> tuple[Any, Any]:
+    if isinstance(body, (tuple, list)) and len(body) >= 2:     # protocol 2
+        return body[0], body[1]
+    if isinstance(body, Mapping):                               # protocol 1
+        return body.get("args"), body.get("kwargs")
+    return (), {}
+
+
+# -- worker start --------------------------------------------------------------------
+
+
+@signals.worker_init.connect(weak=False)
+def _check_worker(sender: Any = None, **_: Any) -> None:
+    """Validate guarded tasks and warn about pools that cannot answer reads."""
+    app = getattr(sender, "app", None)
+    if app is None:
+        return
+    try:
+        settings = load_settings(app.conf)
+    except ConfigurationError as exc:
+        logger.error("ccs_beat: %s", exc)
+        return
+    guarded = []
+    for name, task in sorted(app.tasks.items()):
+        if not isinstance(task, SingletonTask):
+            continue
+        try:
+            task.ccs_policy()
+        except ConfigurationError as exc:
+            logger.error("ccs_beat guard: %s; that task will run unguarded", exc)
+            continue
+        guarded.append(name)
+    if not guarded:
+        return
+    pool = getattr(sender, "pool_cls", None)
+    pool_name = pool if isinstance(pool, str) else getattr(pool, "__module__", "") or ""
+    if "solo" in pool_name.lower():
+        logger.warning(
+            "ccs_beat guard: this worker uses the solo pool, which cannot answer broadcasts "
+            "while it runs a task: other workers' guards (and beat) cannot see what it runs, "
+            "so a duplicate of %s may run elsewhere at the same time. Use prefork or threads.",
+            ", ".join(guarded))
+    logger.debug("ccs_beat guard: D=%gs T=%gs margin=%gs for %s", settings.guard_delay,
+                 settings.guard_timeout, settings.guard_margin, ", ".join(guarded))
+
+
+__all__ = ["SKIPPED", "SingletonTask"]

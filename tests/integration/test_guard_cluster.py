@@ -1,0 +1,102 @@
+"""The worker guard on a real cluster: of identical guarded tasks published at
+the same moment from different processes, exactly one body runs.
+
+Four prefork workers (concurrency 2) share the queue. Each burst is three
+copies of ``tests.guarded`` with the same arguments, sent at the same agreed
+instant by three publisher processes (``delay``, ``apply_async`` and
+``send_task`` by name). The body records its start and end; the guard logs
+every duplicate it turns away.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+
+from celery.result import AsyncResult
+
+from tests.conftest import BROKERS
+from tests.integration.harness import assert_no_overlap, wait_until
+
+#: per transport: guard settings (D >= T + 2 * margin), bursts, body seconds and
+#: seconds between bursts (at most two bursts, six tasks, on the eight slots).
+#: Loopback RabbitMQ/Redis answer in milliseconds, so D and T are scaled down.
+#: The filesystem transport polls folders, and with four workers and their pool
+#: processes on two CPUs a broadcast can take over a second to be answered: it
+#: gets a longer T (a reply later than T is the guard's known limit).
+PLAN = {
+    "redis": ({"ccs_beat_guard_delay": 0.6, "ccs_beat_guard_timeout": 0.3,
+               "ccs_beat_guard_margin": 0.15}, 50, 1.5, 1.2),
+    "amqp": ({"ccs_beat_guard_delay": 0.6, "ccs_beat_guard_timeout": 0.3,
+              "ccs_beat_guard_margin": 0.15}, 50, 1.5, 1.2),
+    "filesystem": ({"ccs_beat_guard_delay": 3.0, "ccs_beat_guard_timeout": 2.0,
+                    "ccs_beat_guard_margin": 0.5}, 8, 5.0, 4.0),
+}
+COPIES = 3
+
+SKIP_LINE = re.compile(r"ccs_beat guard: skipped duplicate tests\.guarded\[(?P<id>[^\]]+)\]: "
+                       r"(?P<why>.*)")
+
+
+def skipped_lines(cluster, workers) -> dict[str, str]:
+    found = {}
+    for proc in workers:
+        for match in SKIP_LINE.finditer(proc.text()):
+            found[match["id"]] = match["why"]
+    return found
+
+
+def test_exactly_one_of_three_identical_guarded_tasks_runs_in_every_burst(make_cluster, broker):
+    settings, bursts, body, interval = PLAN[broker]
+    backend = BROKERS["redis"][0] if broker == "redis" else None
+    cluster = make_cluster(settings=settings, backend=backend)
+    workers = [cluster.start_worker(f"w{i}", concurrency=2, wait=False) for i in range(4)]
+    cluster.wait_for_workers([cluster.hostname(f"w{i}") for i in range(4)])
+
+    published = cluster.publish_bursts(COPIES, bursts, interval, body)
+    assert len(published) == COPIES * bursts
+
+    def settled() -> bool:
+        return (len(cluster.finished_runs()) >= bursts
+                and len(skipped_lines(cluster, workers)) >= (COPIES - 1) * bursts)
+    try:
+        wait_until(settled, 60, interval=0.5, what="every burst to run once and skip the rest")
+    except AssertionError as exc:
+        raise AssertionError(
+            f"{exc}: {len(cluster.finished_runs())} finished runs, "
+            f"{len(skipped_lines(cluster, workers))} skips for {bursts} bursts; "
+            f"last worker log:\n{workers[0].text()[-4000:]}") from None
+
+    runs = cluster.runs()
+    by_burst = collections.defaultdict(list)
+    for run in runs:
+        by_burst[run.tag].append(run)
+    sent = collections.defaultdict(set)
+    for item in published:
+        sent[item["burst"]].add(item["id"])
+
+    assert sorted(by_burst) == sorted(sent), "some burst never ran"
+    ran_twice = {tag: [r.id for r in rs] for tag, rs in by_burst.items() if len(rs) != 1}
+    assert not ran_twice, f"bursts that ran more than once: {ran_twice}"
+    for tag, rs in by_burst.items():
+        assert_no_overlap(rs)
+        assert rs[0].id in sent[tag]
+        assert rs[0].stamp and rs[0].stamp.get("key") and rs[0].stamp.get("sent_at"), rs[0]
+
+    skipped = skipped_lines(cluster, workers)
+    winners = {rs[0].id for rs in by_burst.values()}
+    losers = {i for ids in sent.values() for i in ids} - winners
+    assert set(skipped) == losers
+    for tag, ids in sent.items():
+        winner = by_burst[tag][0].id
+        for loser in ids - {winner}:
+            assert winner in skipped[loser], (tag, loser, skipped[loser])
+
+    if backend:
+        for tag, ids in sent.items():
+            winner = by_burst[tag][0].id
+            for loser in ids - {winner}:
+                result = AsyncResult(loser, app=cluster.app)
+                assert result.state == "SKIPPED"
+                assert result.info["winner"] == winner
+            assert AsyncResult(winner, app=cluster.app).state == "SUCCESS"
