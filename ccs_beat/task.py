@@ -132,10 +132,10 @@ class SingletonTask(Task):
         verdict = decide(me, peers, timing, incomplete=snapshot.incomplete_reason(),
                          on_unknown=on_unknown)
         took = time.monotonic() - started
-        if verdict.run:
-            level = logging.WARNING if verdict.unknown else logging.INFO
-            logger.log(level, "ccs_beat guard: running %s[%s]: %s (decided in %.2fs)",
-                       self.name, request.id, verdict.reason, took)
+        level = logging.WARNING if verdict.unknown else logging.INFO
+        logger.log(level, "ccs_beat guard: %s %s[%s]: %s (decided in %.2fs)",
+                   "running" if verdict.run else "skipped duplicate", self.name, request.id,
+                   verdict.reason, took)
         if took > timing.committed_after - timing.margin / 2:
             logger.warning("ccs_beat guard: %s[%s] took %.2fs to decide, longer than D + T "
                            "(%gs); is this worker starved of CPU?", self.name, request.id,
@@ -145,8 +145,6 @@ class SingletonTask(Task):
     def _ccs_step_aside(self, verdict: GuardVerdict) -> None:
         request = self.request
         winner = verdict.winner
-        logger.info("ccs_beat guard: skipped duplicate %s[%s]: %s", self.name, request.id,
-                    verdict.reason)
         same_id = winner is not None and winner.task_id == request.id
         if not same_id and not self.ignore_result and _has_backend(self.app):
             meta = {"reason": verdict.reason,
@@ -285,9 +283,13 @@ def _call_of(body: Any, headers: Mapping[str, Any]) -> tuple[Any, Any]:
 # -- worker start --------------------------------------------------------------------
 
 
-@signals.worker_init.connect(weak=False)
-def _check_worker(sender: Any = None, **_: Any) -> None:
-    """Validate guarded tasks and warn about pools that cannot answer reads."""
+@signals.celeryd_after_setup.connect(weak=False)
+def _check_worker(sender: Any = None, instance: Any = None, **_: Any) -> None:
+    """Validate guarded tasks and warn about pools that cannot answer reads.
+
+    Runs once the worker's logging is set up, before it consumes.
+    """
+    sender = instance
     app = getattr(sender, "app", None)
     if app is None:
         return

@@ -16,7 +16,7 @@ import re
 from celery.result import AsyncResult
 
 from tests.conftest import BROKERS
-from tests.integration.harness import assert_no_overlap, wait_until
+from tests.integration.harness import Cluster, assert_no_overlap, wait_until
 
 #: per transport: guard settings (D >= T + 2 * margin), bursts, body seconds and
 #: seconds between bursts (at most two bursts, six tasks, on the eight slots).
@@ -35,14 +35,14 @@ PLAN = {
 COPIES = 3
 
 SKIP_LINE = re.compile(r"ccs_beat guard: skipped duplicate tests\.guarded\[(?P<id>[^\]]+)\]: "
-                       r"(?P<why>.*)")
+                       r"(?P<why>.*) \(decided in (?P<took>[0-9.]+)s\)")
 
 
 def skipped_lines(cluster, workers) -> dict[str, str]:
     found = {}
     for proc in workers:
         for match in SKIP_LINE.finditer(proc.text()):
-            found[match["id"]] = match["why"]
+            found[match["id"]] = (match["why"], float(match["took"]))
     return found
 
 
@@ -84,13 +84,18 @@ def test_exactly_one_of_three_identical_guarded_tasks_runs_in_every_burst(make_c
         assert rs[0].stamp and rs[0].stamp.get("key") and rs[0].stamp.get("sent_at"), rs[0]
 
     skipped = skipped_lines(cluster, workers)
+    # a duplicate steps aside within D + T (plus scheduling slack on two CPUs)
+    bound = (settings.get("ccs_beat_guard_delay", 1.5) + settings.get("ccs_beat_guard_timeout", 1.0)
+             + 0.5)
+    slow = {i: took for i, (_, took) in skipped.items() if took > bound}
+    assert not slow, f"duplicates that took longer than {bound:g}s to step aside: {slow}"
     winners = {rs[0].id for rs in by_burst.values()}
     losers = {i for ids in sent.values() for i in ids} - winners
     assert set(skipped) == losers
     for tag, ids in sent.items():
         winner = by_burst[tag][0].id
         for loser in ids - {winner}:
-            assert winner in skipped[loser], (tag, loser, skipped[loser])
+            assert winner in skipped[loser][0], (tag, loser, skipped[loser])
 
     if backend:
         for tag, ids in sent.items():
@@ -100,3 +105,16 @@ def test_exactly_one_of_three_identical_guarded_tasks_runs_in_every_burst(make_c
                 assert result.state == "SKIPPED"
                 assert result.info["winner"] == winner
             assert AsyncResult(winner, app=cluster.app).state == "SUCCESS"
+
+
+def test_a_solo_pool_worker_warns_that_its_guarded_tasks_cannot_be_seen(tmp_path):
+    cluster = Cluster(BROKERS["filesystem"][0], tmp_path)
+    try:
+        solo = cluster.start_worker("solo", pool="solo", concurrency=1)
+        prefork = cluster.start_worker("prefork", concurrency=1)
+        wait_until(lambda: "solo pool" in solo.text(), 30, what="the solo-pool warning")
+        warning = next(line for line in solo.text().splitlines() if "solo pool" in line)
+        assert "WARNING" in warning and "tests.guarded" in warning
+        assert "solo pool" not in prefork.text()
+    finally:
+        cluster.close()

@@ -1,0 +1,117 @@
+"""The worker guard's rule, case by case (the simulation checks it at scale)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ccs_beat import ConfigurationError
+from ccs_beat.guard import GuardTiming, Peer, decide, rank_of
+from ccs_beat.policy import load_settings
+
+TIMING = GuardTiming(delay=1.5, timeout=1.0, margin=0.25)   # committed after 2.75 s
+ME = (100.0, "me", "w1")
+
+
+def peer(task_id: str = "p", age: float | None = 0.5, sent_at: float = 200.0,
+         worker: str = "w2", guarded: bool = True) -> Peer:
+    return Peer(task_id=task_id, worker=worker, rank=(sent_at, task_id, worker), age=age,
+                guarded=guarded)
+
+
+def test_runs_when_no_identical_task_is_active():
+    verdict = decide(ME, [], TIMING)
+    assert verdict.run and verdict.reason == "no identical task running"
+
+
+def test_skips_when_an_identical_task_is_committed_even_if_it_ranks_after_me():
+    old = peer("old", age=2.8, sent_at=500.0)
+    verdict = decide(ME, [old], TIMING)
+    assert not verdict.run
+    assert verdict.winner == old and "already running" in verdict.reason
+
+
+def test_a_peer_exactly_at_the_threshold_is_still_deciding():
+    verdict = decide(ME, [peer(age=TIMING.committed_after, sent_at=500.0)], TIMING)
+    assert verdict.run
+
+
+def test_skips_for_a_deciding_peer_of_lower_rank():
+    first = peer("first", age=0.4, sent_at=50.0)
+    verdict = decide(ME, [first], TIMING)
+    assert not verdict.run and verdict.winner == first and "ranks first" in verdict.reason
+
+
+def test_runs_when_every_deciding_peer_ranks_after_me():
+    verdict = decide(ME, [peer("a", sent_at=101.0), peer("b", sent_at=300.0)], TIMING)
+    assert verdict.run and verdict.reason == "ranks first among 3 identical tasks"
+
+
+def test_equal_sent_at_is_broken_by_task_id_then_worker():
+    assert rank_of("a", "w2", {"sent_at": 5.0}, None) < rank_of("b", "w1", {"sent_at": 5.0}, None)
+    # the same id twice (a redelivery while the original still runs): the worker decides
+    assert rank_of("x", "w1", {"sent_at": 5.0}, 1.0) < rank_of("x", "w2", {"sent_at": 5.0}, 0.0)
+
+
+def test_rank_falls_back_to_the_reported_time_start_without_a_stamp():
+    assert rank_of("a", "w1", None, 42.0) == (42.0, "a", "w1")
+    assert rank_of("a", "w1", {"sent_at": "soon"}, 42.0) == (42.0, "a", "w1")
+    assert rank_of("a", "w1", {"sent_at": True}, None)[0] == float("inf")
+
+
+def test_an_identical_task_on_a_worker_without_ccs_beat_counts_as_running():
+    unguarded = peer("legacy", age=None, sent_at=1.0, guarded=False)
+    verdict = decide(ME, [unguarded], TIMING)
+    assert not verdict.run and "running unguarded" in verdict.reason
+
+
+def test_the_oldest_committed_peer_is_named_the_winner():
+    verdict = decide(ME, [peer("young", age=3.0), peer("oldest", age=9.0)], TIMING)
+    assert verdict.winner.task_id == "oldest"
+
+
+def test_incomplete_read_runs_with_a_warning_under_on_unknown_emit():
+    verdict = decide(ME, [], TIMING, incomplete="no reply from w3")
+    assert verdict.run and verdict.unknown
+    assert "no reply from w3" in verdict.reason and "on_unknown=emit" in verdict.reason
+
+
+def test_incomplete_read_skips_under_on_unknown_skip():
+    verdict = decide(ME, [], TIMING, incomplete="no reply from w3", on_unknown="skip")
+    assert not verdict.run and verdict.unknown and verdict.winner is None
+
+
+def test_a_seen_blocker_wins_over_on_unknown():
+    verdict = decide(ME, [peer(age=5.0)], TIMING, incomplete="no reply from w3")
+    assert not verdict.run and not verdict.unknown
+
+
+@pytest.mark.parametrize(("delay", "timeout", "margin", "ok"), [
+    (1.5, 1.0, 0.25, True),
+    (1.0, 1.0, 0.0, True),
+    (1.2, 1.0, 0.25, False),
+    (0.2, 1.0, 0.25, False),
+])
+def test_timing_requires_delay_of_at_least_timeout_plus_twice_the_margin(delay, timeout,
+                                                                         margin, ok):
+    problem = GuardTiming(delay, timeout, margin).problem()
+    assert (problem is None) is ok
+    if not ok:
+        assert f"{delay:g}s" in problem and f"{timeout:g}s" in problem
+
+
+def test_unsafe_guard_settings_are_a_configuration_error_naming_them():
+    with pytest.raises(ConfigurationError, match="ccs_beat_guard_delay") as info:
+        load_settings({"ccs_beat_guard_delay": 0.5, "ccs_beat_guard_timeout": 1.0})
+    assert "0.5s" in str(info.value)
+
+
+def test_guard_settings_default_to_a_safe_timing():
+    settings = load_settings({})
+    assert settings.guard_timing == TIMING and TIMING.problem() is None
+
+
+@pytest.mark.parametrize("name", ["ccs_beat_guard_delay", "ccs_beat_guard_timeout",
+                                  "ccs_beat_guard_margin"])
+def test_guard_settings_reject_non_numbers(name):
+    with pytest.raises(ConfigurationError, match=name):
+        load_settings({name: "fast"})

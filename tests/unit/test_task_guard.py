@@ -1,0 +1,150 @@
+"""SingletonTask's plumbing: the sender's stamp, who is guarded, peers from a read.
+
+Messages go through Celery's real publish path on kombu's in-memory transport;
+no worker is involved (the real-cluster test is tests/integration/test_guard_cluster.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime
+
+import pytest
+from celery import Celery
+
+from ccs_beat import ConfigurationError, SingletonTask, task_key
+from ccs_beat import task as task_module
+from ccs_beat.cluster import SeenTask, Snapshot, WorkerView
+from ccs_beat.control import STAMP_HEADER
+
+
+@pytest.fixture(scope="module")
+def app():
+    app = Celery("guard_unit", broker="memory://", set_as_current=True)
+    app.conf.task_default_queue = "guard-unit"
+
+    @app.task(name="t.declared", base=SingletonTask, singleton=True)
+    def declared(n, tenant=None):
+        return n
+
+    @app.task(name="t.by_tenant", base=SingletonTask, singleton={"key": ["tenant"]})
+    def by_tenant(n, tenant=None):
+        return n
+
+    @app.task(name="t.plain")
+    def plain(n):
+        return n
+
+    @app.task(name="t.stamp_only", base=SingletonTask)
+    def stamp_only(n):
+        return n
+
+    app.finalize()
+    yield app
+    app.close()
+
+
+def published(app, send) -> dict:
+    """Send through Celery's publish path and read back the message headers."""
+    with app.connection_for_write() as conn:
+        queue = conn.SimpleQueue("guard-unit")
+        send()
+        message = queue.get(timeout=2)
+        message.ack()
+        queue.close()
+    return message.headers
+
+
+def test_delay_of_a_declared_singleton_is_stamped_with_its_key_and_the_senders_clock(app):
+    before = time.time()
+    headers = published(app, lambda: app.tasks["t.declared"].delay(1, tenant="a"))
+    stamp = headers[STAMP_HEADER]
+    assert stamp["key"] == task_key("t.declared", [1], {"tenant": "a"})
+    assert before <= stamp["sent_at"] <= time.time()
+
+
+def test_send_task_by_name_is_stamped_like_delay(app):
+    headers = published(app, lambda: app.send_task("t.declared", args=[1],
+                                                    kwargs={"tenant": "a"}))
+    assert headers[STAMP_HEADER]["key"] == task_key("t.declared", [1], {"tenant": "a"})
+
+
+def test_the_key_follows_the_declared_key_spec(app):
+    one = published(app, lambda: app.tasks["t.by_tenant"].delay(1, tenant="a"))
+    two = published(app, lambda: app.tasks["t.by_tenant"].delay(2, tenant="a"))
+    assert one[STAMP_HEADER]["key"] == two[STAMP_HEADER]["key"]
+
+
+def test_plain_tasks_and_undeclared_singleton_tasks_are_not_stamped(app):
+    assert STAMP_HEADER not in published(app, lambda: app.tasks["t.plain"].delay(1))
+    assert STAMP_HEADER not in published(app, lambda: app.tasks["t.stamp_only"].delay(1))
+
+
+def test_a_task_name_this_process_does_not_know_gets_the_clock_only(app):
+    headers = published(app, lambda: app.send_task("elsewhere.gc", args=[1]))
+    assert set(headers[STAMP_HEADER]) == {"v", "sent_at"}
+
+
+def test_an_existing_stamp_from_beat_is_kept(app):
+    beat_stamp = {"v": 1, "key": "from-beat", "sent_at": 1.0, "entry": "nightly"}
+    headers = published(app, lambda: app.tasks["t.declared"].apply_async(
+        args=[1], headers={STAMP_HEADER: beat_stamp}))
+    assert headers[STAMP_HEADER] == beat_stamp
+
+
+def test_arguments_that_cannot_be_keyed_are_sent_with_a_warning_naming_the_task(app, caplog):
+    caplog.set_level(logging.WARNING, logger="ccs_beat.guard")
+    # a datetime travels (kombu's JSON encodes it) but has no canonical key
+    headers = published(app, lambda: app.tasks["t.declared"].delay(datetime(2026, 1, 1)))
+    assert "key" not in headers[STAMP_HEADER]
+    assert "t.declared" in caplog.text and "unguarded" in caplog.text
+
+
+def test_an_invalid_singleton_declaration_names_the_task(app):
+    @app.task(name="t.bad", base=SingletonTask, singleton={"overlap": "sometimes"})
+    def bad():
+        return None
+
+    with pytest.raises(ConfigurationError, match=r"t\.bad.*sometimes"):
+        app.tasks["t.bad"].ccs_policy()
+
+
+def test_an_unguarded_call_goes_straight_to_the_body_without_reading_the_cluster(
+        app, monkeypatch):
+    def no_read(*_a, **_k):
+        raise AssertionError("an unguarded task must not read the cluster")
+    monkeypatch.setattr(task_module, "_reader", no_read)
+    stamp_only = app.tasks["t.stamp_only"]
+    stamp_only.push_request(id="abc", hostname="w1", called_directly=False,
+                            **{STAMP_HEADER: {"v": 1, "sent_at": 1.0}})
+    try:
+        assert stamp_only(7) == 7
+    finally:
+        stamp_only.pop_request()
+
+
+def test_a_direct_call_of_a_declared_singleton_is_not_guarded(app, monkeypatch):
+    monkeypatch.setattr(task_module, "_reader", lambda *a, **k: pytest.fail("read"))
+    assert app.tasks["t.declared"](3) == 3
+
+
+def _seen(task_id, worker, *, key=None, args=(1,), start=100.0, now=101.0, sent_at=None):
+    stamp = {"v": 1, "sent_at": sent_at, **({"key": key} if key else {})} if sent_at else None
+    return SeenTask(id=task_id, name="t.declared", args=list(args), kwargs={}, state="active",
+                    worker=worker, time_start=start, worker_now=now, stamp=stamp)
+
+
+def test_peers_are_the_other_identical_active_tasks_with_their_own_clock_ages():
+    key = task_key("t.declared", [1], {})
+    views = {
+        "w1": WorkerView("w1", (_seen("me", "w1", start=1000.0, now=1001.0),
+                                _seen("other-args", "w1", args=(2,))), 1001.0, None),
+        "w2": WorkerView("w2", (_seen("twin", "w2", start=50.0, now=53.0, sent_at=7.0,
+                                      key=key),), 53.0, None),
+    }
+    request = type("R", (), {"id": "me", "hostname": "w1"})()
+    me, peers = task_module._peers(Snapshot(taken_at=0, workers=views), key, "t.declared",
+                                   request, None, None)
+    assert me == (1000.0, "me", "w1")          # no stamp: the time_start w1 reports
+    assert [(p.task_id, p.age, p.rank) for p in peers] == [("twin", 3.0, (7.0, "twin", "w2"))]
