@@ -28,7 +28,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from celery import Task, current_app, signals
+from celery import Task, signals
+from celery._state import get_current_app
 from celery.exceptions import Ignore
 
 from . import signals as ccs_signals
@@ -91,10 +92,14 @@ class SingletonTask(Task):
     # -- execution ---------------------------------------------------------------
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        request = self.request
-        if request.called_directly or request.is_eager or not request.id:
+        request = self.request_stack.top
+        if request is None or request.called_directly or request.is_eager or not request.id:
             return super().__call__(*args, **kwargs)
+        # the unguarded path is two dict lookups: every task of an app whose
+        # task_cls is SingletonTask comes through here
         stamp = _stamp_of(request)
+        if self.singleton is None and not (stamp and "key" in stamp):
+            return self.run(*args, **kwargs)
         try:
             policy = self.ccs_policy()
         except ConfigurationError as exc:
@@ -104,7 +109,12 @@ class SingletonTask(Task):
         declared = policy is not None and policy.checked
         if not declared and not (stamp and "key" in stamp):
             return self.run(*args, **kwargs)
-        verdict = self._ccs_guard(args, kwargs, stamp, policy)
+        try:
+            verdict = self._ccs_guard(args, kwargs, stamp, policy)
+        except ConfigurationError as exc:   # bad ccs_beat_* settings: logged at start too
+            logger.error("ccs_beat guard: %s; running %s[%s] unguarded", exc, self.name,
+                         request.id)
+            verdict = None
         if verdict is None or verdict.run:
             return self.run(*args, **kwargs)
         self._ccs_step_aside(verdict)
@@ -185,9 +195,12 @@ def _has_backend(app: Any) -> bool:
 
 
 def _stamp_of(request: Any) -> Mapping[str, Any] | None:
-    stamp = getattr(request, STAMP_HEADER, None)
+    """The stamp in a task's request: a top-level message header, which Celery
+    puts on the request context (or, in some versions, under ``headers``)."""
+    found = vars(request)
+    stamp = found.get(STAMP_HEADER)
     if stamp is None:
-        headers = getattr(request, "headers", None)
+        headers = found.get("headers")
         stamp = headers.get(STAMP_HEADER) if isinstance(headers, Mapping) else None
     return stamp if isinstance(stamp, Mapping) else None
 
@@ -247,8 +260,7 @@ def _stamp_on_publish(sender: Any = None, body: Any = None, headers: Any = None,
     name = headers.get("task") or sender
     if not isinstance(name, str):
         return
-    app = current_app
-    task = app.tasks.get(name)
+    task = get_current_app().tasks.get(name)
     if task is None:
         headers[STAMP_HEADER] = {"v": 1, "sent_at": time.time()}
         return

@@ -134,3 +134,19 @@ def test_negative_or_absurd_setting_names_the_setting_and_value(key, value):
 def test_worker_expiry_shorter_than_the_read_timeout_is_rejected():
     with pytest.raises(ConfigurationError, match="ccs_beat_worker_expiry"):
         load_settings({"ccs_beat_inspect_timeout": 5, "ccs_beat_worker_expiry": 2})
+
+
+@pytest.mark.parametrize("document", ["README.md", "docs/configuration.md"])
+def test_every_setting_is_documented_with_its_default(document):
+    from pathlib import Path
+
+    from ccs_beat.policy import Settings, known_settings
+    text = (Path(__file__).resolve().parents[2] / document).read_text(encoding="utf-8")
+    defaults = Settings()
+    for name in known_settings():
+        row = next((line for line in text.splitlines() if line.startswith(f"| `{name}` |")),
+                   None)
+        assert row, f"{name} is missing from {document}'s settings table"
+        default = getattr(defaults, name[len("ccs_beat_"):], None)
+        if isinstance(default, float):
+            assert f"`{default}`" in row, (name, default, row)
