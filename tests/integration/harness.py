@@ -132,7 +132,12 @@ class Cluster:
         def all_up() -> bool:
             if proc is not None and not proc.alive():
                 raise AssertionError(f"{proc.name} exited:\n{proc.text()[-3000:]}")
-            replies = self.app.control.ping(timeout=0.5) or []
+            try:
+                replies = self.app.control.ping(timeout=0.5) or []
+            except ValueError:
+                # kombu's filesystem transport can read a reply file its writer
+                # has created but not yet filled (JSONDecodeError): ask again
+                return False
             return wanted <= {host for reply in replies for host in reply}
         wait_until(all_up, timeout, interval=0.2, what=f"workers {sorted(wanted)}")
 
