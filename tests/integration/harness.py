@@ -128,6 +128,7 @@ class Cluster:
     def wait_for_workers(self, hostnames: list[str], timeout: float = 60.0,
                          proc: Proc | None = None) -> None:
         wanted = set(hostnames)
+        seen: set[str] = set()   # answered at least once (one ping need not reach all)
 
         def all_up() -> bool:
             if proc is not None and not proc.alive():
@@ -138,7 +139,8 @@ class Cluster:
                 # kombu's filesystem transport can read a reply file its writer
                 # has created but not yet filled (JSONDecodeError): ask again
                 return False
-            return wanted <= {host for reply in replies for host in reply}
+            seen.update(host for reply in replies for host in reply)
+            return wanted <= seen
         wait_until(all_up, timeout, interval=0.2, what=f"workers {sorted(wanted)}")
 
     def start_beat(self, name: str = "beat", *, scheduler: str = "ccs_beat.SingletonScheduler",
