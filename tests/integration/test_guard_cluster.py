@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import collections
 import re
+import time
 
+import pytest
 from celery.result import AsyncResult
 
 from tests.conftest import BROKERS
@@ -121,3 +123,32 @@ def test_a_solo_pool_worker_warns_that_its_guarded_tasks_cannot_be_seen(tmp_path
         assert "solo pool" not in prefork.text()
     finally:
         cluster.close()
+
+
+def test_a_duplicate_chain_stops_at_its_guarded_task_and_the_winners_chain_goes_on(
+        make_cluster, broker):
+    if broker != "redis":
+        pytest.skip("one transport is enough for the chain semantics (needs a result backend)")
+    settings, *_ = PLAN[broker]
+    cluster = make_cluster(settings=settings, backend=BROKERS["redis"][0])
+    workers = [cluster.start_worker(f"w{i}", concurrency=2, wait=False) for i in range(2)]
+    cluster.wait_for_workers([cluster.hostname(f"w{i}") for i in range(2)])
+
+    def chain():
+        first = cluster.app.signature("tests.guarded", args=[2.0], kwargs={"tag": "chain"})
+        then = cluster.app.signature("tests.sleep", args=[0.1], kwargs={"tag": "after"},
+                                     immutable=True)
+        return (first | then).apply_async()
+
+    results = [chain(), chain()]   # this process does not know the task: clock-only stamp
+    wait_until(lambda: len(cluster.finished_runs("after")) >= 1
+               and len(skipped_lines(cluster, workers)) >= 1, 30,
+               what="one chain to finish and the other to stop")
+    time.sleep(1.0)   # room for a wrongly continued chain to show up
+
+    assert len(cluster.runs("chain")) == 1
+    assert len(cluster.runs("after")) == 1
+    winner = cluster.runs("chain")[0].id
+    loser = next(r.parent.id for r in results if r.parent.id != winner)
+    assert AsyncResult(loser, app=cluster.app).state == "SKIPPED"
+    assert {r.state for r in results} == {"SUCCESS", "PENDING"}
