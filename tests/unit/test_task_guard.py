@@ -148,3 +148,40 @@ def test_peers_are_the_other_identical_active_tasks_with_their_own_clock_ages():
                                    request, None, None)
     assert me == (1000.0, "me", "w1")          # no stamp: the time_start w1 reports
     assert [(p.task_id, p.age, p.rank) for p in peers] == [("twin", 3.0, (7.0, "twin", "w2"))]
+
+
+def test_task_cls_makes_every_task_of_the_app_a_singleton_task():
+    app = Celery("guard_task_cls", broker="memory://", task_cls="ccs_beat:SingletonTask")
+
+    @app.task(name="t.any")
+    def anything():
+        return None
+
+    app.finalize()
+    assert isinstance(app.tasks["t.any"], SingletonTask)
+    assert app.tasks["t.any"].ccs_policy() is None      # guarded only when beat stamps it
+    app.close()
+
+
+def test_stepping_aside_sends_duplicate_skipped_with_the_winner(app):
+    from ccs_beat.guard import GuardVerdict, Peer
+    from ccs_beat.signals import duplicate_skipped
+
+    winner = Peer(task_id="w-id", worker="w2", rank=(1.0, "w-id", "w2"), age=4.0)
+    got = []
+
+    def receiver(sender=None, **kwargs):
+        got.append((sender, kwargs))
+    duplicate_skipped.connect(receiver, weak=False)
+    declared = app.tasks["t.declared"]
+    declared.push_request(id="loser", hostname="w1", called_directly=False)
+    try:
+        declared._ccs_step_aside(GuardVerdict("skip", "an identical task is already running",
+                                              winner=winner))
+    finally:
+        declared.pop_request()
+        duplicate_skipped.disconnect(receiver)
+    assert got == [(declared, {"signal": duplicate_skipped, "task_id": "loser",
+                               "winner": winner,
+                               "reason": "an identical task is already running",
+                               "unknown": False})]
