@@ -27,7 +27,8 @@ from tests.integration.harness import Cluster, assert_no_overlap, wait_until
 #: processes on two CPUs a broadcast can take over a second to be answered: it
 #: gets a longer T (a reply later than T is the guard's known limit). Its
 #: worker loop is synchronous, so a worker that is handing a prefetched task to
-#: a full pool answers nothing until a slot frees: bursts there do not overlap.
+#: a full pool answers nothing until a slot frees: bursts there do not overlap,
+#: and each worker has more slots (4) than a burst has copies.
 PLAN = {
     "redis": ({"ccs_beat_guard_delay": 0.6, "ccs_beat_guard_timeout": 0.3,
                "ccs_beat_guard_margin": 0.15}, 50, 1.5, 1.2),
@@ -36,6 +37,8 @@ PLAN = {
     "filesystem": ({"ccs_beat_guard_delay": 3.0, "ccs_beat_guard_timeout": 2.0,
                     "ccs_beat_guard_margin": 0.5}, 5, 3.0, 7.0),
 }
+#: pool processes per worker (four prefork workers each)
+CONCURRENCY = {"redis": 2, "amqp": 2, "filesystem": 4}
 COPIES = 3
 
 SKIP_LINE = re.compile(r"ccs_beat guard: skipped duplicate tests\.guarded\[(?P<id>[^\]]+)\]: "
@@ -54,7 +57,8 @@ def test_exactly_one_of_three_identical_guarded_tasks_runs_in_every_burst(make_c
     settings, bursts, body, interval = PLAN[broker]
     backend = BROKERS["redis"][0] if broker == "redis" else None
     cluster = make_cluster(settings=settings, backend=backend)
-    workers = [cluster.start_worker(f"w{i}", concurrency=2, wait=False) for i in range(4)]
+    workers = [cluster.start_worker(f"w{i}", concurrency=CONCURRENCY[broker], wait=False)
+               for i in range(4)]
     cluster.wait_for_workers([cluster.hostname(f"w{i}") for i in range(4)])
 
     published = cluster.publish_bursts(COPIES, bursts, interval, body)
