@@ -333,14 +333,23 @@ class ClusterReader:
         """
         started_wall, started = time.time(), time.monotonic()
         self.reads += 1
-        try:
-            return self._read(sorted(set(names)) if names is not None else None,
-                              started_wall, started, legacy)
-        except Exception as exc:  # noqa: BLE001 - any broker/transport error
-            logger.warning("ccs_beat: cluster read failed: %r", exc)
-            self.close()
-            return Snapshot(taken_at=started_wall, elapsed=time.monotonic() - started,
-                            failure=repr(exc), timeout=self.timeout)
+        wanted = sorted(set(names)) if names is not None else None
+        for attempt in (1, 2):
+            try:
+                return self._read(wanted, started_wall, started, legacy)
+            except Exception as exc:  # noqa: BLE001 - any broker/transport error
+                self.close()
+                # one retry on a fresh connection: a transport glitch (kombu's
+                # filesystem transport can hand out a half-written reply file)
+                # should not decide an entry by on_unknown
+                if attempt == 1 and time.monotonic() - started < self.timeout:
+                    logger.info("ccs_beat: cluster read failed (%r); retrying once", exc)
+                    started_wall, started = time.time(), time.monotonic()
+                    continue
+                logger.warning("ccs_beat: cluster read failed: %r", exc)
+                return Snapshot(taken_at=started_wall, elapsed=time.monotonic() - started,
+                                failure=repr(exc), timeout=self.timeout)
+        raise AssertionError("unreachable")
 
     def _read(self, names: list[str] | None, started_wall: float,
               started: float, legacy_read: bool = True) -> Snapshot:

