@@ -33,7 +33,7 @@ the margin.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,7 +100,7 @@ class GuardVerdict:
 
 def rank_of(task_id: str, worker: str, stamp: Any, time_start: float | None) -> Rank:
     """The rank every observer computes for a task: stamp first, else time_start."""
-    sent_at = stamp.get("sent_at") if isinstance(stamp, dict) else None
+    sent_at = stamp.get("sent_at") if isinstance(stamp, Mapping) else None
     if isinstance(sent_at, bool) or not isinstance(sent_at, (int, float)):
         sent_at = time_start if time_start is not None else float("inf")
     return (float(sent_at), task_id, worker)

@@ -30,6 +30,7 @@ from typing import Any
 
 from celery import Task, signals
 from celery._state import get_current_app
+from celery.backends.base import DisabledBackend
 from celery.exceptions import Ignore
 
 from . import signals as ccs_signals
@@ -37,7 +38,7 @@ from .cluster import ClusterReader, Snapshot
 from .control import STAMP_HEADER, make_stamp
 from .errors import ConfigurationError, UnkeyableError
 from .guard import GuardVerdict, Peer, Rank, decide, rank_of
-from .identity import task_key
+from .identity import DEFAULT_KEY, KeySpec, task_key
 from .policy import Policy, Settings, load_settings, parse_policy
 
 logger = logging.getLogger("ccs_beat.guard")
@@ -124,11 +125,10 @@ class SingletonTask(Task):
                    policy: Policy | None) -> GuardVerdict | None:
         request = self.request
         settings = _settings(self.app)
-        spec = policy.key if policy is not None else None
+        spec = policy.key if policy is not None else DEFAULT_KEY
         try:
             key = (stamp["key"] if stamp and isinstance(stamp.get("key"), str)
-                   else task_key(self.name, args, kwargs, spec) if spec is not None
-                   else task_key(self.name, args, kwargs))
+                   else task_key(self.name, args, kwargs, spec))
         except UnkeyableError as exc:
             logger.error("ccs_beat guard: cannot key %s[%s] (%s); running it unguarded",
                          self.name, request.id, exc)
@@ -191,7 +191,7 @@ def _reader(app: Any, settings: Settings) -> ClusterReader:
 
 
 def _has_backend(app: Any) -> bool:
-    return type(app.backend).__name__ != "DisabledBackend"
+    return not isinstance(app.backend, DisabledBackend)
 
 
 def _stamp_of(request: Any) -> Mapping[str, Any] | None:
@@ -206,7 +206,7 @@ def _stamp_of(request: Any) -> Mapping[str, Any] | None:
 
 
 def _peers(snapshot: Snapshot, key: str, name: str, request: Any,
-           stamp: Mapping[str, Any] | None, spec: Any) -> tuple[Rank, list[Peer]]:
+           stamp: Mapping[str, Any] | None, spec: KeySpec) -> tuple[Rank, list[Peer]]:
     """This task's rank and the other identical tasks active in ``snapshot``."""
     me_id, me_host = request.id, request.hostname
     my_start = None
@@ -221,23 +221,19 @@ def _peers(snapshot: Snapshot, key: str, name: str, request: Any,
             if _key_of(seen, name, spec) != key:
                 continue
             peers.append(Peer(task_id=seen.id, worker=seen.worker,
-                              rank=rank_of(seen.id, seen.worker,
-                                           dict(seen.stamp) if seen.stamp else None,
-                                           seen.time_start),
+                              rank=rank_of(seen.id, seen.worker, seen.stamp, seen.time_start),
                               age=seen.age, guarded=not view.legacy))
-    me = rank_of(me_id, me_host, dict(stamp) if stamp else None,
-                 my_start if my_start is not None else time.time())
+    me = rank_of(me_id, me_host, stamp, my_start if my_start is not None else time.time())
     return me, peers
 
 
-def _key_of(seen: Any, name: str, spec: Any) -> str | None:
+def _key_of(seen: Any, name: str, spec: KeySpec) -> str | None:
     if seen.stamp and isinstance(seen.stamp.get("key"), str):
         return seen.stamp["key"]
     if seen.name != name:
         return None
     try:
-        return (task_key(seen.name, seen.args, seen.kwargs, spec) if spec is not None
-                else task_key(seen.name, seen.args, seen.kwargs))
+        return task_key(seen.name, seen.args, seen.kwargs, spec)
     except UnkeyableError:
         return None
 

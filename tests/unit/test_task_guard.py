@@ -17,6 +17,7 @@ from ccs_beat import ConfigurationError, SingletonTask, task_key
 from ccs_beat import task as task_module
 from ccs_beat.cluster import SeenTask, Snapshot, WorkerView
 from ccs_beat.control import STAMP_HEADER
+from ccs_beat.identity import DEFAULT_KEY
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +146,7 @@ def test_peers_are_the_other_identical_active_tasks_with_their_own_clock_ages():
     }
     request = type("R", (), {"id": "me", "hostname": "w1"})()
     me, peers = task_module._peers(Snapshot(taken_at=0, workers=views), key, "t.declared",
-                                   request, None, None)
+                                   request, None, DEFAULT_KEY)
     assert me == (1000.0, "me", "w1")          # no stamp: the time_start w1 reports
     assert [(p.task_id, p.age, p.rank) for p in peers] == [("twin", 3.0, (7.0, "twin", "w2"))]
 
