@@ -10,7 +10,6 @@ entries or its ledger: :mod:`ccs_beat.scheduler` and the contrib adapters do.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -240,7 +239,10 @@ class Coordinator:
             headers = dict(options.get("headers") or {})
             headers[STAMP_HEADER] = make_stamp(verdict.key, entry=entry.name, sent_at=now)
             options["headers"] = headers
-        sending = copy.copy(entry)
+        # a shallow copy that works for any entry class (ScheduleEntry.__reduce__,
+        # which copy.copy would use, does not fit subclasses such as ModelEntry)
+        sending = object.__new__(type(entry))
+        sending.__dict__.update(entry.__dict__)
         sending.options = options
         return sending, verdict, expires_at
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from celery.beat import PersistentScheduler
 
-from .coordinator import Coordinator
+from .coordinator import Coordinator, Verdict
 from .ledger import Ledger
 
 logger = logging.getLogger("ccs_beat")
@@ -42,6 +42,12 @@ class SingletonSchedulerMixin:
 
     def ccs_save_ledger(self, ledger: Ledger) -> None:
         """Persist ``ledger``; called at the end of each burst that changed it."""
+
+    def ccs_on_decision(self, entry: Any, verdict: Verdict, task_id: str | None) -> None:
+        """Called after each singleton decision (``task_id`` is None for a skip)."""
+
+    def ccs_end_burst(self) -> None:
+        """Called when a burst of due entries has been handled."""
 
     # -- setup ----------------------------------------------------------------
 
@@ -71,6 +77,7 @@ class SingletonSchedulerMixin:
         if verdict.emit:
             return super().apply_entry(entry, producer=producer)  # type: ignore[misc]
         ccs.skipped(entry, verdict)
+        self.ccs_on_decision(entry, verdict, None)
         return None
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True,
@@ -85,6 +92,8 @@ class SingletonSchedulerMixin:
         result = super().apply_async(sending, producer=producer,  # type: ignore[misc]
                                      advance=False, **kwargs)
         ccs.sent(entry, verdict, result, expires_at, buffered=buffered)
+        if verdict.key is not None:
+            self.ccs_on_decision(entry, verdict, getattr(result, "id", None))
         return result
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
@@ -97,6 +106,7 @@ class SingletonSchedulerMixin:
                 ccs.end_burst()
                 if ccs.ledger.dirty:
                     self._ccs_persist(ccs)
+                self._ccs_end_burst_hook()
             if ccs.ledger.pending:
                 delay = min(delay, max(ccs.until_next_poll(), 0.01))
         return delay
@@ -118,6 +128,12 @@ class SingletonSchedulerMixin:
             except Exception as exc:  # noqa: BLE001 - keep beat alive, keep the run buffered
                 logger.error("ccs_beat: could not send the buffered run of %r: %r", name, exc)
         ccs.end_burst()
+
+    def _ccs_end_burst_hook(self) -> None:
+        try:
+            self.ccs_end_burst()
+        except Exception as exc:  # noqa: BLE001 - bookkeeping must not stop beat
+            logger.error("ccs_beat: error at the end of a burst: %r", exc)
 
     def _ccs_persist(self, ccs: Coordinator) -> None:
         try:

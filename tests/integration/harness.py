@@ -62,8 +62,12 @@ def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0
 
 class Cluster:
     def __init__(self, broker_url: str, tmp_path: Path, *, schedule: dict | None = None,
-                 settings: dict | None = None, backend: str | None = None) -> None:
+                 settings: dict | None = None, backend: str | None = None,
+                 app_module: str = "tests.integration.proj",
+                 extra_env: dict[str, str] | None = None) -> None:
         self.uid = uuid.uuid4().hex[:10]
+        self.app_module = app_module
+        self.extra_env = dict(extra_env or {})
         self.dir = tmp_path / f"cluster-{self.uid}"
         self.dir.mkdir(parents=True)
         self.broker_url = broker_url
@@ -72,6 +76,7 @@ class Cluster:
         self.settings = settings or {}
         self.backend = backend
         self.procs: list[Proc] = []
+        self.workers: dict[str, Proc] = {}   # hostname -> its process
         self._app: Any = None
 
     # -- environment --------------------------------------------------------
@@ -88,6 +93,7 @@ class Cluster:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
             "PYTHONUNBUFFERED": "1",
         })
+        env.update(self.extra_env)
         env.update(extra)
         return env
 
@@ -105,7 +111,7 @@ class Cluster:
         log = self.dir / f"{name}.log"
         fh = open(log, "ab")  # noqa: SIM115 - closed when the process is reaped
         popen = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.integration.proj", *args],
+            [sys.executable, "-m", "celery", "-A", self.app_module, *args],
             cwd=self.dir, env=self.env(**env), stdout=fh, stderr=subprocess.STDOUT,
             start_new_session=True)
         fh.close()
@@ -121,18 +127,26 @@ class Cluster:
         proc = self._spawn(name, ["worker", "-n", self.hostname(name), "-c", str(concurrency),
                                   "-P", pool, "-l", "info", "--without-mingle"],
                            CCS_TEST_WORKER=self.hostname(name), **env)
+        self.workers[self.hostname(name)] = proc
         if wait:
             self.wait_for_workers([self.hostname(name)], proc=proc)
         return proc
 
     def wait_for_workers(self, hostnames: list[str], timeout: float = 60.0,
                          proc: Proc | None = None) -> None:
+        """Wait until every worker in ``hostnames`` has answered a ping.
+
+        Fails at once, with its log, if one of their processes exits; on a
+        timeout the message names the silent workers and shows their logs.
+        """
         wanted = set(hostnames)
         seen: set[str] = set()   # answered at least once (one ping need not reach all)
+        procs = [p for p in [proc, *(self.workers.get(h) for h in hostnames)] if p is not None]
 
         def all_up() -> bool:
-            if proc is not None and not proc.alive():
-                raise AssertionError(f"{proc.name} exited:\n{proc.text()[-3000:]}")
+            for p in procs:
+                if not p.alive():
+                    raise AssertionError(f"{p.name} exited:\n{p.text()[-3000:]}")
             try:
                 replies = self.app.control.ping(timeout=0.5) or []
             except ValueError:
@@ -141,7 +155,13 @@ class Cluster:
                 return False
             seen.update(host for reply in replies for host in reply)
             return wanted <= seen
-        wait_until(all_up, timeout, interval=0.2, what=f"workers {sorted(wanted)}")
+        try:
+            wait_until(all_up, timeout, interval=0.3, what=f"workers {sorted(wanted)}")
+        except AssertionError as exc:
+            silent = sorted(wanted - seen)
+            logs = "\n".join(f"--- {h}:\n{self.workers[h].text()[-2000:]}"
+                             for h in silent if h in self.workers)
+            raise AssertionError(f"{exc}; silent: {silent}\n{logs}") from None
 
     def start_beat(self, name: str = "beat", *, scheduler: str = "ccs_beat.SingletonScheduler",
                    wait: bool = True, **env: str) -> Proc:

@@ -1,0 +1,176 @@
+"""Admin: singleton settings on the PeriodicTask pages.
+
+django-celery-beat's ``PeriodicTaskAdmin`` is replaced by a subclass that adds
+
+* the singleton settings inline on the change page,
+* a "Singleton" column and filter on the change list,
+* bulk actions "Make singleton" and "Allow overlap",
+* the last decision beat made (read-only),
+* a "Run selected tasks" that honours the singleton setting (see
+  :mod:`ccs_beat.contrib.django.manual`).
+
+Editing the settings needs the change permission on periodic tasks, the same
+right that edits the task itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import django_celery_beat.admin  # noqa: F401 - registers PeriodicTaskAdmin before we replace it
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+from django_celery_beat.admin import PeriodicTaskAdmin
+from django_celery_beat.models import PeriodicTask
+
+from ...policy import SKIP, load_settings
+from .manual import run_now
+from .models import SingletonDecision, SingletonSettings
+
+CHANGE_PERIODIC_TASK = "django_celery_beat.change_periodictask"
+
+
+class SingletonSettingsInline(admin.StackedInline):
+    model = SingletonSettings
+    fields = ("enabled", "overlap", "key", "on_unknown", "expires")
+    extra = 1
+    max_num = 1
+    can_delete = True
+    verbose_name = "singleton setting"
+    verbose_name_plural = "Singleton (ccs_beat): do not start while an identical task runs"
+
+    # the right to toggle follows the right to change the periodic task
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm("django_celery_beat.view_periodictask") or \
+            request.user.has_perm(CHANGE_PERIODIC_TASK)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(CHANGE_PERIODIC_TASK)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(CHANGE_PERIODIC_TASK)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return request.user.has_perm(CHANGE_PERIODIC_TASK)
+
+
+class SingletonFilter(admin.SimpleListFilter):
+    title = "singleton"
+    parameter_name = "singleton"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("on", "On"), ("off", "Off (overlap allowed)"),
+                ("default", "Not set (app default)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value == "on":
+            return queryset.filter(singleton__enabled=True)
+        if value == "off":
+            return queryset.filter(singleton__enabled=False)
+        if value == "default":
+            return queryset.filter(singleton__isnull=True)
+        return queryset
+
+
+def _default_description() -> str:
+    from celery import current_app
+    try:
+        policy = load_settings(current_app.conf).default_policy
+    except Exception:  # noqa: BLE001 - a bad setting shows up when beat starts
+        return "app default"
+    return "app default: " + ("off" if not policy.checked else policy.overlap)
+
+
+class SingletonPeriodicTaskAdmin(PeriodicTaskAdmin):
+    inlines = [*PeriodicTaskAdmin.inlines, SingletonSettingsInline]
+    list_display = (*PeriodicTaskAdmin.list_display, "singleton_state", "singleton_last")
+    list_filter = [SingletonFilter, *PeriodicTaskAdmin.list_filter]
+    actions = (*PeriodicTaskAdmin.actions, "make_singleton", "allow_overlap")
+    readonly_fields = (*PeriodicTaskAdmin.readonly_fields, "singleton_last_decision")
+    fieldsets = (*PeriodicTaskAdmin.fieldsets,
+                 ("Singleton: last decision", {"fields": ("singleton_last_decision",),
+                                               "classes": ("extrapretty", "wide")}))
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("singleton", "singleton_decision")
+
+    # -- columns ----------------------------------------------------------------
+
+    @admin.display(description="singleton", ordering="singleton__enabled")
+    def singleton_state(self, obj: PeriodicTask) -> str:
+        row = getattr(obj, "singleton", None)
+        if row is None:
+            return _default_description()
+        return f"on ({row.overlap})" if row.enabled else "off"
+
+    @admin.display(description="last singleton decision")
+    def singleton_last(self, obj: PeriodicTask) -> str:
+        decision = getattr(obj, "singleton_decision", None)
+        if decision is None:
+            return "-"
+        return f"{decision.decision} {decision.decided_at:%Y-%m-%d %H:%M:%S}"
+
+    @admin.display(description="last decision")
+    def singleton_last_decision(self, obj: PeriodicTask) -> str:
+        decision = SingletonDecision.objects.filter(periodic_task_id=obj.pk).first() \
+            if obj.pk else None
+        if decision is None:
+            return "beat has not decided on this task yet"
+        parts = [format_html("<b>{}</b> at {} UTC: {}", decision.decision,
+                             f"{decision.decided_at:%Y-%m-%d %H:%M:%S}", decision.reason)]
+        if decision.task_id:
+            parts.append(format_html("sent as task {}", decision.task_id))
+        if decision.blocker_id:
+            parts.append(format_html("blocked by task {} ({}{})", decision.blocker_id,
+                                     decision.blocker_state,
+                                     f" on {decision.blocker_worker}"
+                                     if decision.blocker_worker else ""))
+        return format_html("<br>".join(["{}"] * len(parts)), *parts)
+
+    # -- actions ----------------------------------------------------------------
+
+    def _set_singleton(self, queryset: QuerySet, enabled: bool) -> int:
+        ids = list(queryset.values_list("pk", flat=True))
+        existing = SingletonSettings.objects.filter(periodic_task_id__in=ids)
+        existing.update(enabled=enabled)   # tells beat (SingletonSettingsQuerySet)
+        have = set(existing.values_list("periodic_task_id", flat=True))
+        SingletonSettings.objects.bulk_create(
+            [SingletonSettings(periodic_task_id=pk, enabled=enabled, overlap=SKIP)
+             for pk in ids if pk not in have])
+        return len(ids)
+
+    @admin.action(description="Make selected tasks singleton", permissions=["change"])
+    def make_singleton(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = self._set_singleton(queryset, True)
+        self.message_user(request, f"{count} task(s) are now singleton: beat will not emit "
+                                   "them while an identical task is queued or running.")
+
+    @admin.action(description="Allow overlap for selected tasks", permissions=["change"])
+    def allow_overlap(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = self._set_singleton(queryset, False)
+        self.message_user(request, f"{count} task(s) now allow overlap: beat emits them "
+                                   "on schedule whatever is running.")
+
+    @admin.action(description="Run selected tasks (singletons only if none is running)")
+    def run_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self.celery_app.loader.import_default_modules()
+        runs = run_now(self.celery_app, queryset.select_related("singleton"))
+        sent = [r for r in runs if r.task_id]
+        if sent:
+            self.message_user(request, f"{len(sent)} task(s) sent: "
+                              + ", ".join(f"{r.name} ({r.task_id})" for r in sent))
+        for run in runs:
+            if run.skipped:
+                self.message_user(request, f"{run.name} not sent, it is a singleton: "
+                                  f"{run.skipped}", level=messages.WARNING)
+            elif run.error:
+                self.message_user(request, f"{run.name} not sent: {run.error}",
+                                  level=messages.ERROR)
+
+
+if admin.site.is_registered(PeriodicTask):
+    admin.site.unregister(PeriodicTask)
+admin.site.register(PeriodicTask, SingletonPeriodicTaskAdmin)

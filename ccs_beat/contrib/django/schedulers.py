@@ -1,0 +1,193 @@
+"""django-celery-beat's ``DatabaseScheduler`` with singleton decisions.
+
+::
+
+    celery -A proj beat -S ccs_beat.contrib.django.schedulers:SingletonDatabaseScheduler
+
+Each periodic task's ``singleton`` option comes from its
+:class:`~ccs_beat.contrib.django.models.SingletonSettings` row (no row: the app
+default). Entries from ``beat_schedule`` may carry ``options["singleton"]`` as
+with :class:`ccs_beat.SingletonScheduler`; it is written to their row at start.
+
+What differs from the stock scheduler, and why:
+
+* a row that cannot be parsed (written by a script past the admin's
+  validation) leaves its periodic task out of the schedule, with an error
+  naming it, until the row is fixed -- sending it unchecked could run it
+  twice; the other tasks go on;
+* a skipped run advances ``last_run_at`` as beat does, but does not count in
+  ``total_run_count``: the count is of runs actually sent, so a ``one_off``
+  task that was skipped is not disabled before it ever ran;
+* the ledger lives in the ``SingletonLedger`` table and each decision is
+  written to ``SingletonDecision`` for the admin, both at the end of a burst.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
+from kombu.utils.json import loads
+
+from ...coordinator import OPTION, Verdict
+from ...errors import ConfigurationError, UnkeyableError
+from ...identity import task_key
+from ...ledger import Ledger
+from ...policy import DEFAULT_POLICY, Policy, load_settings, parse_policy
+from ...scheduler import SingletonSchedulerMixin
+from .models import SingletonDecision, SingletonLedger, SingletonSettings
+from .options import key_to_text
+
+logger = logging.getLogger("ccs_beat")
+
+#: primary key of this beat's row in SingletonLedger
+LEDGER_NAME = "default"
+
+
+def row_option(model: PeriodicTask) -> Any:
+    """The ``singleton`` option of a periodic task's row, or None without a row.
+
+    Raises :class:`~ccs_beat.ConfigurationError` naming the task and the field
+    for a row that does not parse, or whose arguments cannot be keyed.
+    """
+    try:
+        row = model.singleton
+    except SingletonSettings.DoesNotExist:
+        return None
+    where = f"periodic task {model.name!r}: singleton settings"
+    try:
+        option = row.as_option()
+        policy = parse_policy(option, where=where)
+    except ConfigurationError as exc:
+        text = str(exc)
+        raise ConfigurationError(text if text.startswith(where) else f"{where}: {text}") from exc
+    if policy.checked and policy.key.kind != "name":
+        try:
+            task_key(model.task, loads(model.args or "[]"), loads(model.kwargs or "{}"),
+                     policy.key)
+        except (UnkeyableError, ValueError, TypeError) as exc:
+            raise ConfigurationError(f"{where}: arguments cannot be keyed: {exc}") from exc
+    return option
+
+
+class SingletonModelEntry(ModelEntry):
+    """A ``ModelEntry`` whose options carry the task's ``singleton`` setting."""
+
+    def __init__(self, model: PeriodicTask, app: Any = None) -> None:
+        super().__init__(model, app=app)
+        try:
+            option = row_option(model)
+        except ConfigurationError as exc:
+            logger.error("ccs_beat: %s; leaving this task out of the schedule until its "
+                         "singleton settings are fixed", exc)
+            # DatabaseScheduler.all_as_schedule() leaves out entries that raise ValueError
+            raise ValueError(str(exc)) from exc
+        if option is not None:
+            self.options[OPTION] = option
+
+
+def row_fields(option: Any, where: str, default: Policy = DEFAULT_POLICY) -> dict[str, Any]:
+    """SingletonSettings field values for a ``beat_schedule`` ``singleton`` option."""
+    policy = parse_policy(option, default=default, where=where)   # raises, naming it
+    if option is False or not policy.checked:
+        return {"enabled": False}
+    fields: dict[str, Any] = {"enabled": True, "overlap": policy.overlap,
+                              "key": "", "on_unknown": "", "expires": None}
+    if isinstance(option, dict):
+        if "key" in option:
+            fields["key"] = key_to_text(policy.key)
+        if "on_unknown" in option:
+            fields["on_unknown"] = policy.on_unknown
+        if "expires" in option:
+            fields["expires"] = policy.expires
+    return fields
+
+
+class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
+    """``DatabaseScheduler`` that declines to emit while an identical task is
+    queued or running. See the module docstring."""
+
+    Entry = SingletonModelEntry
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._ccs_decisions: dict[int, dict[str, Any]] = {}
+        super().__init__(*args, **kwargs)
+
+    # -- schedule ---------------------------------------------------------------
+
+    def enabled_models_qs(self) -> Any:
+        return super().enabled_models_qs().select_related("singleton")
+
+    def update_from_dict(self, mapping: dict[str, Any]) -> None:
+        """Entries from ``beat_schedule``: their ``singleton`` option becomes
+        their SingletonSettings row (a bad one stops beat, as in SingletonScheduler)."""
+        wanted = {}
+        default = load_settings(self.app.conf).default_policy
+        for name, fields in mapping.items():
+            option = (fields.get("options") or {}).get(OPTION)
+            if option is not None:
+                wanted[name] = row_fields(option, f"beat entry {name!r}: {OPTION}", default)
+        super().update_from_dict(mapping)
+        for name, values in wanted.items():
+            task = PeriodicTask.objects.filter(name=name).first()
+            if task is None:
+                continue
+            SingletonSettings.objects.update_or_create(periodic_task=task, defaults=values)
+            entry = (self._schedule or {}).get(name)
+            if entry is not None:
+                entry.options[OPTION] = mapping[name]["options"][OPTION]
+
+    def _ccs_task_names(self) -> set[str]:
+        # self.schedule would ask the database whether anything changed
+        return {entry.task for entry in (self._schedule or {}).values()}
+
+    # -- ledger and decisions --------------------------------------------------------
+
+    def ccs_load_ledger(self) -> Ledger:
+        row = SingletonLedger.objects.filter(name=LEDGER_NAME).first()
+        return Ledger.from_state(row.state if row is not None else None)
+
+    def ccs_save_ledger(self, ledger: Ledger) -> None:
+        close_old_connections()
+        SingletonLedger.objects.update_or_create(name=LEDGER_NAME,
+                                                 defaults={"state": ledger.to_state()})
+
+    def ccs_on_decision(self, entry: Any, verdict: Verdict, task_id: str | None) -> None:
+        model = getattr(entry, "model", None)
+        decision = verdict.decision
+        if model is None or model.pk is None:
+            return
+        if task_id is None and decision is not None:
+            # skipped: total_run_count counts runs sent (reserve() counted this one)
+            model.total_run_count = max(0, model.total_run_count - 1)
+            entry.total_run_count = model.total_run_count
+        blocker = decision.blocker if decision is not None else None
+        self._ccs_decisions[model.pk] = {
+            "decision": SingletonDecision.EMITTED if task_id else SingletonDecision.SKIPPED,
+            "decided_at": timezone.now(),
+            "reason": decision.reason if decision is not None else "sent directly",
+            "task_id": task_id or "",
+            "blocker_id": blocker.task_id if blocker else "",
+            "blocker_state": blocker.state if blocker else "",
+            "blocker_worker": (blocker.worker or "") if blocker else "",
+        }
+
+    def ccs_end_burst(self) -> None:
+        if not self._ccs_decisions:
+            return
+        decisions, self._ccs_decisions = self._ccs_decisions, {}
+        close_old_connections()
+        existing = set(PeriodicTask.objects.filter(pk__in=decisions).values_list("pk", flat=True))
+        with transaction.atomic():
+            for pk, values in decisions.items():
+                if pk in existing:
+                    SingletonDecision.objects.update_or_create(periodic_task_id=pk,
+                                                               defaults=values)
+
+    @property
+    def info(self) -> str:
+        return super().info + "\n    . ccs_beat -> singleton checks on (django-celery-beat)"

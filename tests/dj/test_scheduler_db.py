@@ -1,0 +1,223 @@
+"""SingletonDatabaseScheduler against a real database (SQLite here; the same
+file runs on PostgreSQL through ``test_postgresql.py``): where the policy comes
+from, what a bad row does, where the ledger and the decisions are kept."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+from celery import Celery
+from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTasks
+
+from ccs_beat import ConfigurationError
+from ccs_beat.contrib.django.models import SingletonDecision, SingletonLedger, SingletonSettings
+from ccs_beat.contrib.django.schedulers import SingletonDatabaseScheduler
+from ccs_beat.coordinator import Verdict
+from ccs_beat.decide import Blocker, Decision
+from ccs_beat.ledger import Emission, Ledger
+from ccs_beat.policy import Policy
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Celery:
+    folder = tmp_path / "broker"
+    folder.mkdir()
+    app = Celery("ccs_dj_test", broker="filesystem://", set_as_current=False)
+    app.conf.broker_transport_options = {"data_folder_in": str(folder),
+                                         "data_folder_out": str(folder),
+                                         "control_folder": str(folder)}
+    app.conf.beat_schedule = {}
+    app.conf.result_expires = None
+    yield app
+    app.close()
+
+
+def make_task(name: str, *, args: str = "[1]", kwargs: str = "{}") -> PeriodicTask:
+    every, _ = IntervalSchedule.objects.get_or_create(every=10, period=IntervalSchedule.SECONDS)
+    return PeriodicTask.objects.create(name=name, task="tests.sleep", interval=every,
+                                       args=args, kwargs=kwargs)
+
+
+def start(app: Celery) -> SingletonDatabaseScheduler:
+    return SingletonDatabaseScheduler(app=app, max_interval=1)
+
+
+def test_a_row_becomes_the_entry_singleton_option(app):
+    task = make_task("gc")
+    SingletonSettings.objects.create(periodic_task=task, overlap="buffer_one", key="name")
+    plain = make_task("plain")
+    beat = start(app)
+    try:
+        assert beat.schedule["gc"].options["singleton"] == {"overlap": "buffer_one",
+                                                            "key": "name"}
+        assert "singleton" not in beat.schedule[plain.name].options
+        assert beat.ccs.policy_for("gc", beat.schedule["gc"].options).overlap == "buffer_one"
+    finally:
+        beat.close()
+
+
+def test_a_disabled_row_means_overlap_allowed(app):
+    SingletonSettings.objects.create(periodic_task=make_task("free"), enabled=False)
+    beat = start(app)
+    try:
+        policy = beat.ccs.policy_for("free", beat.schedule["free"].options)
+        assert not policy.checked
+    finally:
+        beat.close()
+
+
+def test_a_bad_row_leaves_only_that_task_out_and_names_it(app, caplog):
+    good = make_task("good")
+    bad = make_task("bad")
+    SingletonSettings.objects.create(periodic_task=good)
+    SingletonSettings.objects.create(periodic_task=bad)
+    # a script writes past the admin's validation
+    SingletonSettings.objects.filter(periodic_task=bad).update(overlap="sometimes")
+    with caplog.at_level(logging.ERROR, logger="ccs_beat"):
+        beat = start(app)
+    try:
+        assert "good" in beat.schedule
+        assert "bad" not in beat.schedule
+        assert "periodic task 'bad'" in caplog.text and "'sometimes'" in caplog.text
+        # fixed in the database: back in the schedule on the next reload
+        SingletonSettings.objects.filter(periodic_task=bad).update(overlap="skip")
+        assert "bad" in beat.schedule
+    finally:
+        beat.close()
+
+
+def test_a_row_whose_arguments_cannot_be_keyed_is_left_out(app, caplog):
+    # JSON in the database can still hold a value with no canonical form
+    task = make_task("nested", args="[NaN]")
+    SingletonSettings.objects.create(periodic_task=task)
+    with caplog.at_level(logging.ERROR, logger="ccs_beat"):
+        beat = start(app)
+    try:
+        assert "nested" not in beat.schedule
+        assert "periodic task 'nested'" in caplog.text and "nan" in caplog.text
+    finally:
+        beat.close()
+
+
+def test_a_settings_change_reaches_a_running_scheduler(app):
+    task = make_task("toggled")
+    row = SingletonSettings.objects.create(periodic_task=task)
+    beat = start(app)
+    try:
+        assert beat.schedule["toggled"].options["singleton"] == {"overlap": "skip"}
+        time.sleep(0.01)   # PeriodicTasks.last_update must move forward
+        SingletonSettings.objects.filter(pk=row.pk).update(enabled=False)   # bulk: no signal
+        assert beat.schedule["toggled"].options["singleton"] is False
+        time.sleep(0.01)
+        row.refresh_from_db()
+        row.delete()
+        assert "singleton" not in beat.schedule["toggled"].options
+    finally:
+        beat.close()
+
+
+@pytest.mark.parametrize("write", ["save", "update", "bulk_create", "delete"])
+def test_every_kind_of_write_marks_the_schedule_changed(write):
+    task = make_task("t")
+    row = SingletonSettings.objects.create(periodic_task=task)
+    before = PeriodicTasks.last_change()
+    time.sleep(0.01)
+    if write == "save":
+        row.overlap = "buffer_one"
+        row.save()
+    elif write == "update":
+        SingletonSettings.objects.all().update(enabled=False)
+    elif write == "bulk_create":
+        SingletonSettings.objects.bulk_create(
+            [SingletonSettings(periodic_task=make_task("u"), enabled=True)])
+    else:
+        SingletonSettings.objects.all().delete()
+    assert PeriodicTasks.last_change() > before
+
+
+def test_beat_schedule_singleton_options_are_written_to_rows(app):
+    app.conf.beat_schedule = {
+        "nightly-gc": {"task": "tests.sleep", "schedule": 60.0, "args": [1],
+                       "options": {"singleton": {"overlap": "buffer_one", "key": "name"}}},
+        "heartbeat": {"task": "tests.sleep", "schedule": 10.0, "args": [0],
+                      "options": {"singleton": False}},
+    }
+    beat = start(app)
+    try:
+        gc = SingletonSettings.objects.get(periodic_task__name="nightly-gc")
+        assert (gc.enabled, gc.overlap, gc.key) == (True, "buffer_one", "name")
+        assert SingletonSettings.objects.get(periodic_task__name="heartbeat").enabled is False
+        assert beat.ccs.policy_for("nightly-gc",
+                                   beat.schedule["nightly-gc"].options).overlap == "buffer_one"
+    finally:
+        beat.close()
+
+
+def test_a_bad_beat_schedule_option_stops_beat_naming_the_entry(app):
+    app.conf.beat_schedule = {
+        "nightly-gc": {"task": "tests.sleep", "schedule": 60.0,
+                       "options": {"singleton": {"overlap": "sometimes"}}},
+    }
+    with pytest.raises(ConfigurationError, match=r"beat entry 'nightly-gc'.*'sometimes'"):
+        start(app)
+
+
+def test_the_ledger_is_kept_in_the_database_across_restarts(app):
+    make_task("gc")
+    beat = start(app)
+    try:
+        ledger = Ledger()
+        ledger.record("gc", Emission(task_id="abc", key="k", sent_at=time.time(),
+                                     expires_at=None))
+        beat.ccs_save_ledger(ledger)
+    finally:
+        beat.close()
+    assert SingletonLedger.objects.get().state["entries"]["gc"][0]["task_id"] == "abc"
+    again = start(app)
+    try:
+        assert [e.task_id for e in again.ccs.ledger.entries["gc"]] == ["abc"]
+    finally:
+        again.close()
+
+
+def test_decisions_are_written_for_the_admin_at_the_end_of_a_burst(app):
+    task = make_task("gc")
+    SingletonSettings.objects.create(periodic_task=task)
+    beat = start(app)
+    try:
+        entry = beat.schedule["gc"]
+        policy = Policy()
+        skip = Decision("skip", "identical task in the cluster",
+                        blocker=Blocker(task_id="t-1", state="active", worker="w1@host"))
+        entry.model.total_run_count = 5
+        beat.ccs_on_decision(entry, Verdict(policy, "k", skip), None)
+        assert not SingletonDecision.objects.exists()   # written at the end of the burst
+        beat.ccs_end_burst()
+        row = SingletonDecision.objects.get(periodic_task=task)
+        assert (row.decision, row.blocker_id, row.blocker_worker, row.blocker_state) == (
+            "skipped", "t-1", "w1@host", "active")
+        # a skipped run does not count as a run
+        assert entry.model.total_run_count == 4
+
+        emit = Decision("emit", "no identical task queued or running")
+        beat.ccs_on_decision(entry, Verdict(policy, "k", emit), "t-2")
+        beat.ccs_end_burst()
+        row.refresh_from_db()
+        assert (row.decision, row.task_id, row.blocker_id) == ("emitted", "t-2", "")
+        assert entry.model.total_run_count == 4
+    finally:
+        beat.close()
+
+
+def test_database_is_the_configured_one():
+    import os
+
+    from django.db import connection
+    expected = ("postgresql" if os.environ.get("CCS_TEST_DJANGO_DB", "").startswith("postgres")
+                else "sqlite")
+    assert connection.vendor == expected
