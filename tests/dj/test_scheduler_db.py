@@ -221,3 +221,17 @@ def test_database_is_the_configured_one():
     expected = ("postgresql" if os.environ.get("CCS_TEST_DJANGO_DB", "").startswith("postgres")
                 else "sqlite")
     assert connection.vendor == expected
+
+
+def test_celery_beat_scheduler_setting_selects_it_without_the_wrong_scheduler_banner():
+    from celery.apps.beat import Beat
+    from django.conf import settings
+    from django_celery_beat.utils import is_database_scheduler
+
+    app = Celery("ccs_dj_conf", set_as_current=False)
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    beat = Beat(app=app)
+    assert beat.scheduler_cls == settings.CELERY_BEAT_SCHEDULER
+    from kombu.utils import symbol_by_name
+    assert symbol_by_name(beat.scheduler_cls) is SingletonDatabaseScheduler
+    assert is_database_scheduler(settings.CELERY_BEAT_SCHEDULER)

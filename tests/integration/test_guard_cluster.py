@@ -59,7 +59,7 @@ def test_exactly_one_of_three_identical_guarded_tasks_runs_in_every_burst(make_c
     cluster = make_cluster(settings=settings, backend=backend)
     workers = [cluster.start_worker(f"w{i}", concurrency=CONCURRENCY[broker], wait=False)
                for i in range(4)]
-    cluster.wait_for_workers([cluster.hostname(f"w{i}") for i in range(4)])
+    cluster.wait_for_workers([cluster.hostname(f"w{i}") for i in range(4)], timeout=90)
 
     published = cluster.publish_bursts(COPIES, bursts, interval, body)
     assert len(published) == COPIES * bursts

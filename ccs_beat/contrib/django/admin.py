@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import django_celery_beat.admin  # noqa: F401 - registers PeriodicTaskAdmin before we replace it
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -25,15 +26,32 @@ from django.utils.html import format_html
 from django_celery_beat.admin import PeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
-from ...policy import SKIP, load_settings
+from ...policy import SKIP, Policy, load_settings
 from .manual import run_now
 from .models import SingletonDecision, SingletonSettings
 
 CHANGE_PERIODIC_TASK = "django_celery_beat.change_periodictask"
 
 
+class SingletonSettingsForm(forms.ModelForm):
+    """The inline's form: a task without a row starts from the app default."""
+
+    class Meta:
+        model = SingletonSettings
+        fields = ("enabled", "overlap", "key", "on_unknown", "expires")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance._state.adding and "enabled" in self.fields:
+            default = _default_policy()
+            self.fields["enabled"].initial = default is None or default.checked
+            if default is not None and default.checked:
+                self.fields["overlap"].initial = default.overlap
+
+
 class SingletonSettingsInline(admin.StackedInline):
     model = SingletonSettings
+    form = SingletonSettingsForm
     fields = ("enabled", "overlap", "key", "on_unknown", "expires")
     extra = 1
     max_num = 1
@@ -75,11 +93,18 @@ class SingletonFilter(admin.SimpleListFilter):
         return queryset
 
 
-def _default_description() -> str:
+def _default_policy() -> Policy | None:
+    """``ccs_beat_default_policy`` of the current Celery app (None if it is bad)."""
     from celery import current_app
     try:
-        policy = load_settings(current_app.conf).default_policy
+        return load_settings(current_app.conf).default_policy
     except Exception:  # noqa: BLE001 - a bad setting shows up when beat starts
+        return None
+
+
+def _default_description() -> str:
+    policy = _default_policy()
+    if policy is None:
         return "app default"
     return "app default: " + ("off" if not policy.checked else policy.overlap)
 
@@ -154,7 +179,8 @@ class SingletonPeriodicTaskAdmin(PeriodicTaskAdmin):
         self.message_user(request, f"{count} task(s) now allow overlap: beat emits them "
                                    "on schedule whatever is running.")
 
-    @admin.action(description="Run selected tasks (singletons only if none is running)")
+    @admin.action(description="Run selected tasks (singletons only if none is running)",
+                  permissions=["change"])
     def run_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
         self.celery_app.loader.import_default_modules()
         runs = run_now(self.celery_app, queryset.select_related("singleton"))
