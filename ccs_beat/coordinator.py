@@ -73,7 +73,7 @@ class Coordinator:
 
     def __init__(self, app: Any, sender: Any, ledger: Ledger | None = None,
                  settings: Settings | None = None, reader: ClusterReader | None = None,
-                 names: Callable[[], Iterable[str]] | None = None) -> None:
+                 names: Callable[[], Iterable[str] | None] | None = None) -> None:
         self.app = app
         self.sender = sender
         self.settings = settings if settings is not None else load_settings(app.conf)
@@ -141,7 +141,8 @@ class Coordinator:
         if (self._snapshot is not None
                 and now - self._snapshot_at <= self.settings.burst_max_age):
             return self._snapshot
-        names = set(self._names()) if self._names is not None else None
+        wanted = self._names() if self._names is not None else None
+        names = set(wanted) if wanted is not None else None   # None: every task name
         snap = self.reader.read(names)
         self._snapshot, self._snapshot_at = snap, now
         logger.debug("ccs_beat: cluster read: %s", snap.summary())

@@ -15,6 +15,7 @@ ledger lives by overriding :meth:`~SingletonSchedulerMixin.ccs_load_ledger` and
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from celery.beat import PersistentScheduler
@@ -43,6 +44,20 @@ class SingletonSchedulerMixin:
     def ccs_save_ledger(self, ledger: Ledger) -> None:
         """Persist ``ledger``; called at the end of each burst that changed it."""
 
+    def ccs_entries_at_start(self) -> Mapping[str, Any]:
+        """The entries checked at start, by name: an invalid one stops beat
+        (default: ``self.schedule``)."""
+        return self.schedule  # type: ignore[attr-defined,no-any-return]
+
+    def ccs_entry_names(self) -> Iterable[str] | None:
+        """Names of every entry, to drop the ledger of deleted ones (None: the
+        entries checked at start)."""
+        return None
+
+    def ccs_entry(self, name: str) -> Any:
+        """The current entry called ``name``, or None (used for buffered runs)."""
+        return self.schedule.get(name)  # type: ignore[attr-defined]
+
     def ccs_on_decision(self, entry: Any, verdict: Verdict, task_id: str | None) -> None:
         """Called after each singleton decision (``task_id`` is None for a skip)."""
 
@@ -56,8 +71,10 @@ class SingletonSchedulerMixin:
         ledger = self.ccs_load_ledger()
         ccs = Coordinator(self.app, sender=self, ledger=ledger,  # type: ignore[attr-defined]
                           names=self._ccs_task_names)
-        policies = ccs.validate(self.schedule)  # type: ignore[attr-defined]
-        ledger.forget(self.schedule)  # type: ignore[attr-defined]
+        entries = self.ccs_entries_at_start()
+        policies = ccs.validate(entries)
+        names = self.ccs_entry_names()
+        ledger.forget(entries if names is None else names)
         self.ccs = ccs
         checked = sum(1 for p in policies.values() if p.checked)
         logger.info("ccs_beat: %d of %d entries are singletons (default: %s); "
@@ -114,7 +131,7 @@ class SingletonSchedulerMixin:
     def _ccs_emit_buffered(self, ccs: Coordinator) -> None:
         """Emit each remembered ``buffer_one`` run whose blocker has ended."""
         for name in sorted(ccs.ledger.pending):
-            entry = self.schedule.get(name)  # type: ignore[attr-defined]
+            entry = self.ccs_entry(name)
             if entry is None:
                 ccs.ledger.set_pending(name, False)
                 continue

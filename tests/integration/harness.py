@@ -174,11 +174,13 @@ class Cluster:
             assert proc.alive(), f"beat exited:\n{proc.text()[-3000:]}"
         return proc
 
-    def run_beat_to_exit(self, timeout: float = 60.0) -> subprocess.CompletedProcess:
+    def run_beat_to_exit(self, timeout: float = 60.0, *,
+                         scheduler: str = "ccs_beat.SingletonScheduler",
+                         ) -> subprocess.CompletedProcess:
         """Run beat in the foreground, expecting it to exit by itself."""
         return subprocess.run(
-            [sys.executable, "-m", "celery", "-A", "tests.integration.proj", "beat", "-S",
-             "ccs_beat.SingletonScheduler", "-s", str(self.dir / "schedule"), "-l", "info"],
+            [sys.executable, "-m", "celery", "-A", self.app_module, "beat", "-S",
+             scheduler, "-s", str(self.dir / "schedule"), "-l", "info"],
             cwd=self.dir, env=self.env(), capture_output=True, text=True, timeout=timeout)
 
     def stop(self, proc: Proc, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:

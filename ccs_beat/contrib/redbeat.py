@@ -1,0 +1,146 @@
+"""celery-redbeat's ``RedBeatScheduler`` with singleton decisions.
+
+::
+
+    celery -A proj beat -S ccs_beat.contrib.redbeat:SingletonRedBeatScheduler
+
+Entries say what they want under ``options["singleton"]``, in ``beat_schedule``
+or in entries created at run time::
+
+    RedBeatSchedulerEntry("gc", "blobs.collect_garbage", crontab(hour=3), app=app,
+                          options={"singleton": {"overlap": "skip", "key": "name"}}).save()
+
+How it fits redbeat:
+
+* redbeat's ``tick()`` loads the due entries from Redis and calls
+  ``maybe_due()`` for each; ccs_beat decides there, and all due entries of one
+  tick share **one** cluster read, so a tick stays far inside
+  ``redbeat_lock_timeout`` however many entries are due;
+* a skipped run is advanced in Redis as redbeat advances a sent one (its
+  ``last_run_at`` and score move to the next due time), but ``total_run_count``
+  is not increased: it counts runs sent;
+* the ledger (ids this beat sent that may still be queued or running) is kept
+  in Redis under ``<redbeat_key_prefix>:ccs_beat:ledger``, next to redbeat's
+  keys, and re-read when a beat acquires the lock, so the beat that takes over
+  after a failover knows what the previous one emitted;
+* an entry whose ``singleton`` value is invalid is logged as an error naming
+  it and sent without the check, like in ``SingletonScheduler``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from redbeat.schedulers import RedBeatScheduler, get_redis
+
+from ..ledger import Ledger
+from ..scheduler import SingletonSchedulerMixin
+
+logger = logging.getLogger("ccs_beat")
+
+#: suffix of the ledger's key after redbeat's key prefix
+LEDGER_SUFFIX = ":ccs_beat:ledger"
+
+
+def ledger_key(app: Any) -> str:
+    """The Redis key of the ledger for ``app`` (redbeat's prefix + suffix)."""
+    return app.redbeat_conf.key_prefix + LEDGER_SUFFIX
+
+
+class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
+    """``RedBeatScheduler`` that declines to emit while an identical task is
+    queued or running. See the module docstring."""
+
+    _ccs_ledger_fresh = False
+    #: task names of the entries loaded by the current tick (None: outside a tick)
+    _ccs_tick_tasks: set[str] | None = None
+
+    # -- entries ----------------------------------------------------------------
+
+    def ccs_entries_at_start(self) -> Mapping[str, Any]:
+        """The ``beat_schedule`` entries: a bad one stops beat at start, as in
+        SingletonScheduler. Entries saved at run time are checked when due (a
+        bad one is logged and sent unchecked), so one cannot stop a restart."""
+        entries = {}
+        for name in self.app.redbeat_conf.schedule or {}:
+            entry = self.ccs_entry(name)
+            if entry is not None:
+                entries[name] = entry
+        return entries
+
+    def ccs_entry_names(self) -> set[str]:
+        prefix = self.app.redbeat_conf.key_prefix
+        keys = get_redis(self.app).zrange(self.app.redbeat_conf.schedule_key, 0, -1)
+        return {(k.decode() if isinstance(k, bytes) else k)[len(prefix):] for k in keys}
+
+    def ccs_entry(self, name: str) -> Any:
+        try:
+            return self.Entry.from_key(self.Entry.generate_key(self.app, name), app=self.app)
+        except KeyError:
+            return None
+
+    @property
+    def schedule(self) -> dict[str, Any]:
+        # redbeat's tick() reads this once, then decides each entry in it: note
+        # their task names first, so the tick's one cluster read covers them all
+        entries = super().schedule
+        self._ccs_tick_tasks = {entry.task for entry in entries.values()}
+        return entries
+
+    def _ccs_task_names(self) -> set[str] | None:
+        # outside a tick (a buffered run is re-checked): read every task name
+        return self._ccs_tick_tasks
+
+    # -- ledger -------------------------------------------------------------------
+
+    def ccs_load_ledger(self) -> Ledger:
+        raw = get_redis(self.app).get(ledger_key(self.app))
+        try:
+            state = json.loads(raw) if raw else None
+        except (TypeError, ValueError):
+            logger.error("ccs_beat: the ledger in Redis (%s) is not JSON; starting empty",
+                         ledger_key(self.app))
+            state = None
+        return Ledger.from_state(state)
+
+    def ccs_save_ledger(self, ledger: Ledger) -> None:
+        get_redis(self.app).set(ledger_key(self.app), json.dumps(ledger.to_state()))
+
+    # -- the redbeat path ----------------------------------------------------------
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        ccs = self.ccs
+        if ccs is not None and not self._ccs_ledger_fresh:
+            # first tick with the lock: another beat may have emitted since we
+            # read the ledger at start-up, while we waited for the lock
+            ccs.ledger = self.ccs_load_ledger()
+            self._ccs_ledger_fresh = True
+        self._ccs_tick_tasks = None
+        try:
+            return super().tick(*args, **kwargs)
+        finally:
+            self._ccs_tick_tasks = None
+
+    def maybe_due(self, entry: Any, **kwargs: Any) -> Any:
+        ccs = self.ccs
+        if ccs is None:
+            return super().maybe_due(entry, **kwargs)
+        is_due, next_time_to_run = entry.is_due()
+        if not is_due:
+            return next_time_to_run
+        verdict = ccs.judge(entry)
+        if verdict.emit:
+            return super().maybe_due(entry, **kwargs)
+        # skipped: move the entry to its next due time in Redis, as a sent run
+        # would, without counting it as a run
+        advanced = entry._next_instance(only_update_last_run_at=True)
+        ccs.skipped(entry, verdict)
+        self.ccs_on_decision(entry, verdict, None)
+        return advanced.is_due()[1]
+
+    @property
+    def info(self) -> str:
+        return super().info + "\n       . ccs_beat -> singleton checks on (redbeat)"

@@ -1,0 +1,236 @@
+"""SingletonRedBeatScheduler with real processes: real ``celery beat`` on
+celery-redbeat, real workers, real Redis (broker and redbeat's store).
+
+Each test has its own redbeat key prefix (and so its own lock), queue and
+control exchange; its keys are deleted at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+from datetime import timedelta
+
+import pytest
+import redis
+
+from tests.conftest import require_broker
+from tests.integration import beatlog
+from tests.integration.harness import Cluster, assert_no_overlap, wait_until
+
+SCHEDULER = "ccs_beat.contrib.redbeat:SingletonRedBeatScheduler"
+REDBEAT_DB = "redis://127.0.0.1:6379/5"
+
+
+@pytest.fixture
+def redbeat_cluster(tmp_path):
+    broker = require_broker("redis")
+    clusters = []
+
+    def factory(schedule=None, **settings):
+        cluster = Cluster(broker, tmp_path, schedule=schedule)
+        prefix = f"ccs-{cluster.uid}:"
+        cluster.settings = {"redbeat_redis_url": REDBEAT_DB, "redbeat_key_prefix": prefix,
+                            **settings}
+        clusters.append(cluster)
+        return cluster
+
+    yield factory
+    client = redis.Redis.from_url(REDBEAT_DB)
+    for cluster in clusters:
+        cluster.close()
+        prefix = cluster.settings["redbeat_key_prefix"]
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)
+
+
+def start_workers(cluster, count=2, concurrency=2):
+    for i in range(count):
+        cluster.start_worker(f"w{i}", concurrency=concurrency, wait=False)
+    cluster.wait_for_workers([cluster.hostname(f"w{i}") for i in range(count)])
+
+
+def meta(cluster, name) -> dict:
+    client = redis.Redis.from_url(REDBEAT_DB)
+    raw = client.hget(cluster.settings["redbeat_key_prefix"] + name, "meta")
+    return json.loads(raw) if raw else {}
+
+
+def long_entry(cluster, seconds=3.0, option=True):
+    return {"task": "tests.sleep", "schedule": 1.0, "args": [seconds],
+            "kwargs": {"tag": "long"}, "options": {"queue": cluster.queue,
+                                                   "singleton": option}}
+
+
+def test_a_long_task_due_every_second_never_overlaps(redbeat_cluster):
+    cluster = redbeat_cluster()
+    cluster.schedule = {"long": long_entry(cluster)}
+    start_workers(cluster)
+    beat = cluster.start_beat(scheduler=SCHEDULER)
+
+    wait_until(lambda: len(cluster.finished_runs("long")) >= 3, 45,
+               what="three finished runs")
+    assert_no_overlap(cluster.runs("long"))
+    skips = beatlog.skipped(beat.text(), "long")
+    assert skips and "identical task in the cluster" in skips[0].why
+
+    # a skipped run advances the entry in Redis as redbeat does, without counting:
+    # stop beat right after a skip, then read the entry's meta
+    wait_until(lambda: beatlog.events(beat.text(), "long")[-1].kind == "skipped", 20,
+               what="a skip to be the last decision")
+    cluster.stop(beat)
+    events = beatlog.events(beat.text(), "long")
+    sent = [e for e in events if e.kind == "emitted"]
+    state = meta(cluster, "long")
+    assert state["total_run_count"] == len(sent), (state, len(sent))
+    assert decode_time(state["last_run_at"]) >= events[-1].at - 0.5
+
+
+def decode_time(value) -> float:
+    """redbeat's JSON form of a datetime -> epoch seconds."""
+    from redbeat.decoder import RedBeatJSONDecoder
+    dt = json.loads(json.dumps(value), cls=RedBeatJSONDecoder)
+    return dt.timestamp()
+
+
+def save_entry(cluster, name, option, seconds=3.0):
+    """Create an entry at run time, as an application would."""
+    from celery.schedules import schedule
+    from redbeat import RedBeatSchedulerEntry
+    app = cluster.app
+    app.conf.update(cluster.settings)
+    options = {"queue": cluster.queue, "singleton": option}
+    RedBeatSchedulerEntry(name, "tests.sleep", schedule(1.0), args=[seconds],
+                          kwargs={"tag": name}, options=options, app=app).save()
+
+
+def test_an_entry_added_at_run_time_with_singleton_is_honoured(redbeat_cluster):
+    cluster = redbeat_cluster()
+    start_workers(cluster)
+    beat = cluster.start_beat(scheduler=SCHEDULER)
+    save_entry(cluster, "added", {"overlap": "skip", "key": "name"})
+
+    wait_until(lambda: len(cluster.finished_runs("added")) >= 3, 45,
+               what="three finished runs of the entry added at run time")
+    assert_no_overlap(cluster.runs("added"))
+    skips = beatlog.skipped(beat.text(), "added")
+    assert skips and "[overlap=skip]" in beat.text()
+
+
+def test_a_garbage_singleton_option_is_reported_naming_the_entry(redbeat_cluster):
+    cluster = redbeat_cluster()
+    start_workers(cluster, count=1)
+    beat = cluster.start_beat(scheduler=SCHEDULER)
+    save_entry(cluster, "garbage", {"overlap": "sometimes"}, seconds=0.2)
+    save_entry(cluster, "fine", True, seconds=0.2)
+
+    wait_until(lambda: "beat entry 'garbage'" in beat.text(), 20,
+               what="an error naming the entry")
+    assert "unknown overlap policy 'sometimes'" in beat.text()
+    # beat keeps running, and nothing is lost: both entries still run
+    wait_until(lambda: cluster.finished_runs("garbage") and cluster.finished_runs("fine"),
+               30, what="both entries to run")
+    assert beat.alive()
+    # the bad entry is still in Redis: a restarted beat starts, and says so again
+    cluster.stop(beat)
+    again = cluster.start_beat("beat-again", scheduler=SCHEDULER)
+    wait_until(lambda: "beat entry 'garbage'" in again.text(), 20,
+               what="the restarted beat to name the entry")
+    assert again.alive()
+
+
+def test_a_bad_beat_schedule_option_stops_beat_at_start_naming_the_entry(redbeat_cluster):
+    cluster = redbeat_cluster()
+    cluster.schedule = {"nightly-gc": long_entry(cluster, option={"overlap": "sometimes"})}
+    proc = cluster.run_beat_to_exit(scheduler=SCHEDULER)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "beat entry 'nightly-gc'" in out and "'sometimes'" in out, out[-3000:]
+
+
+def test_the_beat_that_takes_over_the_lock_does_not_emit_a_duplicate(redbeat_cluster):
+    # lock held for 3 s past the holder's last tick, so the standby takes over soon
+    cluster = redbeat_cluster(redbeat_lock_timeout=3)
+    cluster.schedule = {"long": long_entry(cluster, seconds=10.0)}
+    start_workers(cluster)
+    first = cluster.start_beat("beat-a", scheduler=SCHEDULER)
+    wait_until(lambda: "beat: Acquired lock" in first.text(), 20, what="beat-a to lock")
+    second = cluster.start_beat("beat-b", scheduler=SCHEDULER)
+
+    # beat-a's emission is running on a worker: kill beat-a without warning
+    wait_until(lambda: cluster.runs("long"), 30, what="the first run to start")
+    first_run = cluster.runs("long")[0]
+    first.popen.send_signal(signal.SIGKILL)
+    first.popen.wait(timeout=10)
+
+    wait_until(lambda: "beat: Acquired lock" in second.text(), 30,
+               what="beat-b to take the lock over")
+    # while the first run goes on, beat-b decides and skips
+    wait_until(lambda: beatlog.skipped(second.text(), "long"), 20,
+               what="beat-b to skip the running entry")
+    assert first_run.id in beatlog.skipped(second.text(), "long")[0].why
+    assert not beatlog.emitted(second.text(), "long") or \
+        beatlog.emitted(second.text(), "long")[0].at >= first_run.start + 10.0 - 0.5
+    # once it has ended, beat-b emits the next run, and nothing overlapped
+    wait_until(lambda: beatlog.emitted(second.text(), "long"), 30,
+               what="beat-b to emit after the first run ended")
+    wait_until(lambda: len(cluster.runs("long")) >= 2, 30, what="the second run")
+    assert_no_overlap(cluster.runs("long"))
+
+
+def test_the_ledger_in_redis_hands_a_queued_emission_over_to_the_next_beat(redbeat_cluster):
+    # no worker yet: beat-a's emission waits in the broker queue, where no
+    # cluster read can see it; only the ledger in Redis knows about it
+    cluster = redbeat_cluster(redbeat_lock_timeout=3)
+    cluster.schedule = {"long": long_entry(cluster, seconds=2.0,
+                                           option={"overlap": "skip", "expires": 60})}
+    first = cluster.start_beat("beat-a", scheduler=SCHEDULER)
+    wait_until(lambda: beatlog.emitted(first.text(), "long"), 30, what="beat-a to emit")
+    queued_id = beatlog.emitted(first.text(), "long")[0].task_id
+    first.popen.send_signal(signal.SIGKILL)
+    first.popen.wait(timeout=10)
+    client = redis.Redis.from_url(REDBEAT_DB)
+    ledger = json.loads(client.get(cluster.settings["redbeat_key_prefix"] + ":ccs_beat:ledger"))
+    assert ledger["entries"]["long"][0]["task_id"] == queued_id
+
+    second = cluster.start_beat("beat-b", scheduler=SCHEDULER)
+    wait_until(lambda: beatlog.skipped(second.text(), "long"), 30,
+               what="beat-b to skip because of beat-a's queued emission")
+    skip = beatlog.skipped(second.text(), "long")[0]
+    assert "not picked up by any worker yet" in skip.why and queued_id in skip.why
+    assert not beatlog.emitted(second.text(), "long")
+
+    # the worker runs beat-a's message first; nothing overlaps after
+    start_workers(cluster, count=1)
+    wait_until(lambda: len(cluster.finished_runs("long")) >= 2, 40, what="two runs")
+    runs = cluster.runs("long")
+    assert runs[0].id == queued_id
+    assert_no_overlap(runs)
+
+
+def test_one_tick_reads_the_cluster_once_however_many_entries_are_due(redbeat_cluster):
+    from celery.schedules import schedule
+    from redbeat import RedBeatSchedulerEntry
+
+    from ccs_beat.contrib.redbeat import SingletonRedBeatScheduler
+
+    cluster = redbeat_cluster(redbeat_lock_key=None)
+    start_workers(cluster, count=1, concurrency=1)
+    app = cluster.app
+    app.conf.update(cluster.settings)
+    last_run = app.now() - timedelta(hours=2)       # all due now
+    for i in range(200):
+        RedBeatSchedulerEntry(f"e{i}", "tests.sleep", schedule(3600.0), args=[0],
+                              kwargs={"tag": f"e{i}"}, app=app, last_run_at=last_run,
+                              options={"queue": cluster.queue, "singleton": True}).save()
+    beat = SingletonRedBeatScheduler(app=app, max_interval=1)
+    try:
+        beat.tick()
+        assert beat.ccs.reader.reads == 1
+        assert len(beat.ccs.ledger.entries) == 200     # every due entry was emitted
+        # the next tick finds nothing due: no read at all
+        beat.tick()
+        assert beat.ccs.reader.reads == 1
+    finally:
+        beat.close()
