@@ -92,10 +92,9 @@ class SingletonSettings(models.Model):
         verbose_name_plural = "singleton settings"
 
     def __str__(self) -> str:
-        # the primary key is the periodic task's: a deleted row has neither
-        task = self._state.fields_cache.get("periodic_task")
-        name = task.name if task is not None else f"#{self.periodic_task_id}"
-        return f"{name}: {self.describe()}"
+        # shown as the inline's heading, under the periodic task's own name;
+        # and a deleted row (its primary key is the task's) has no task any more
+        return self.describe()
 
     def describe(self) -> str:
         if not self.enabled:
