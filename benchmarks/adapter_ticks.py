@@ -14,6 +14,7 @@ stock scheduler's tick: what the singleton check costs on top of sending.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -161,8 +162,8 @@ def main() -> None:
             app = cluster.app
             app.conf.task_default_queue = cluster.queue + "-unconsumed"  # do not run them
             run_redbeat(app, sizes, repeats)
-            env = cluster.env(CCS_TEST_SETTINGS='{"task_default_queue": "%s-unconsumed"}'
-                              % cluster.queue)
+            env = cluster.env(CCS_TEST_SETTINGS=json.dumps(
+                {"task_default_queue": cluster.queue + "-unconsumed"}))
             run_django(env, sizes, repeats)
         finally:
             cluster.close()
