@@ -40,6 +40,65 @@ def check(ctx: click.Context) -> None:
         click.echo(f"{name}: {policy.describe() if policy.checked else 'not checked (allow)'}")
 
 
+@ccs.command(cls=CeleryCommand)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--timeout", type=float, default=None,
+              help="Seconds to wait for worker replies (default: ccs_beat_inspect_timeout).")
+@click.option("--schedule", "schedule_path", default=None,
+              help="SingletonScheduler's schedule file (beat -s; default celerybeat-schedule).")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool, timeout: float | None,
+           schedule_path: str | None) -> None:
+    """Singleton tasks running, reserved or scheduled now; the beat's ledger; silent workers.
+
+    Uses beat's own cluster read: one broadcast.
+    """
+    from .cluster import ClusterReader
+    from .policy import load_settings
+    from .status import build_report, read_ledger, render, render_json
+
+    app = ctx.obj.app
+    app.loader.import_default_modules()   # autodiscovered tasks declare their policies
+    try:
+        settings = load_settings(app.conf)
+    except ConfigurationError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(1)
+    coordinator = Coordinator(app, sender=None, ledger=Ledger(), settings=settings)
+    policies = {}
+    for name, spec in sorted((app.conf.beat_schedule or {}).items()):
+        try:
+            policy = coordinator.policy_for(name, spec.get("options"))
+        except ConfigurationError as exc:
+            click.echo(f"warning: {exc}", err=True)
+            continue
+        if policy.checked and spec.get("task"):
+            policies.setdefault(spec["task"], (name, policy))
+    task_policies = {}
+    for name, task in list(app.tasks.items()):
+        getter = getattr(task, "ccs_policy", None)
+        if getter is not None:
+            try:
+                policy = getter()
+            except ConfigurationError as exc:
+                click.echo(f"warning: {exc}", err=True)
+                continue
+            if policy is not None:
+                task_policies[name] = policy
+
+    reader = ClusterReader(app, timeout=timeout or settings.inspect_timeout,
+                           worker_expiry=settings.worker_expiry)
+    try:
+        snapshot = reader.read(None)
+    finally:
+        reader.close()
+    ledger, source, error = read_ledger(app, schedule_path)
+    report = build_report(snapshot, policies, task_policies, ledger, source, error)
+    click.echo(render_json(report) if as_json else render(report))
+    if report.failure:
+        sys.exit(2)
+
+
 class _Entry:
     """The few attributes of a beat_schedule dict that validation reads."""
 

@@ -1,0 +1,222 @@
+"""What ``celery ccs status`` shows: singleton tasks in the cluster right now,
+the local beat's ledger, and the workers that did not answer.
+
+The report is built from plain data (a :class:`~ccs_beat.cluster.Snapshot`, a
+:class:`~ccs_beat.ledger.Ledger`, the beat schedule's policies), so it is
+tested without a cluster; the CLI command only gathers those and prints.
+"""
+
+from __future__ import annotations
+
+import json
+import shelve
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .cluster import SeenTask, Snapshot
+from .errors import UnkeyableError
+from .identity import task_key
+from .ledger import Ledger
+from .policy import Policy
+
+
+@dataclass
+class Row:
+    """One singleton task seen on a worker."""
+
+    task: str
+    key: str
+    worker: str
+    state: str
+    age: float | None
+    id: str
+    source: str          # stamp | entry NAME | task
+
+
+@dataclass
+class LedgerRow:
+    entry: str
+    task_id: str
+    key: str
+    sent_ago: float
+    expires_in: float | None
+    seen_on: str | None
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    ledger_source: str | None = None
+    ledger_error: str | None = None
+    ledger: list[LedgerRow] = field(default_factory=list)
+    answered: list[str] = field(default_factory=list)
+    silent: list[str] = field(default_factory=list)
+    garbled: dict[str, str] = field(default_factory=dict)
+    failure: str | None = None
+    elapsed_ms: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _age(task: SeenTask, now: float) -> float | None:
+    if task.age is not None:
+        return task.age
+    sent_at = (task.stamp or {}).get("sent_at")
+    if isinstance(sent_at, (int, float)):
+        return max(0.0, now - float(sent_at))
+    return None
+
+
+def singleton_rows(snapshot: Snapshot, policies: Mapping[str, tuple[str, Policy]],
+                   task_policies: Mapping[str, Policy], now: float) -> list[Row]:
+    """Every task in ``snapshot`` that is a singleton, with its key.
+
+    A task is a singleton if its message carries ccs_beat's stamp (beat or a
+    SingletonTask sender put the key there), if its name is the task of a
+    singleton beat entry (``policies``: task name -> (entry, policy)), or if
+    the task is declared singleton (``task_policies``: task name -> policy).
+    """
+    rows = []
+    for task in snapshot.tasks:
+        stamp = task.stamp or {}
+        key, source = stamp.get("key"), "stamp"
+        if not isinstance(key, str):
+            key = None
+            named = policies.get(task.name)
+            policy = named[1] if named else task_policies.get(task.name)
+            source = f"entry {named[0]}" if named else "task"
+            if policy is None or not policy.checked:
+                continue
+            try:
+                key = task_key(task.name, task.args, task.kwargs, policy.key)
+            except UnkeyableError:
+                continue
+        rows.append(Row(task=task.name, key=key, worker=task.worker, state=task.state,
+                        age=_age(task, now), id=task.id, source=source))
+    order = {"active": 0, "reserved": 1, "scheduled": 2}
+    return sorted(rows, key=lambda r: (r.key, order.get(r.state, 9), r.worker, r.id))
+
+
+def ledger_rows(ledger: Ledger, now: float) -> list[LedgerRow]:
+    rows = []
+    for entry, emissions in sorted(ledger.entries.items()):
+        for e in emissions:
+            rows.append(LedgerRow(entry=entry, task_id=e.task_id, key=e.key,
+                                  sent_ago=max(0.0, now - e.sent_at),
+                                  expires_in=(None if e.expires_at is None
+                                              else e.expires_at - now),
+                                  seen_on=e.seen_on))
+    return rows
+
+
+def build_report(snapshot: Snapshot, policies: Mapping[str, tuple[str, Policy]],
+                 task_policies: Mapping[str, Policy], ledger: Ledger | None,
+                 ledger_source: str | None, ledger_error: str | None,
+                 now: float | None = None) -> Report:
+    now = time.time() if now is None else now
+    peers: set[str] = set()
+    for view in snapshot.workers.values():
+        peers |= set(view.peers or ())
+    answered = sorted(snapshot.workers)
+    silent = sorted((set(snapshot.missing) | peers) - set(answered) - set(snapshot.garbled))
+    return Report(
+        rows=singleton_rows(snapshot, policies, task_policies, now),
+        ledger_source=ledger_source, ledger_error=ledger_error,
+        ledger=ledger_rows(ledger, now) if ledger is not None else [],
+        answered=answered, silent=silent, garbled=dict(snapshot.garbled),
+        failure=snapshot.failure, elapsed_ms=snapshot.elapsed * 1000)
+
+
+def _fmt_age(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
+def _fmt_expiry(value: float | None) -> str:
+    if value is None:
+        return "never"
+    return f"{value:.1f}s" if value >= 0 else f"expired {-value:.1f}s ago"
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
+              for i, h in enumerate(headers)]
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
+    out = [line.rstrip()]
+    for row in rows:
+        out.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return out
+
+
+def render(report: Report) -> str:
+    """The human-readable form of ``report``."""
+    lines = []
+    if report.failure:
+        lines.append(f"cluster read failed: {report.failure}")
+    lines.append(f"Singleton tasks in the cluster ({len(report.rows)}):")
+    if report.rows:
+        lines += ["  " + t for t in _table(
+            ["TASK", "KEY", "WORKER", "STATE", "AGE", "ID"],
+            [[r.task, r.key, r.worker, r.state, _fmt_age(r.age), r.id] for r in report.rows])]
+    else:
+        lines.append("  none running, reserved or scheduled")
+    lines.append("")
+    if report.ledger_source is None:
+        lines.append("Beat ledger: " + (report.ledger_error or "not found"))
+    else:
+        lines.append(f"Beat ledger ({report.ledger_source}): {len(report.ledger)} emission(s)"
+                     " that may still be queued or running")
+        if report.ledger:
+            lines += ["  " + t for t in _table(
+                ["ENTRY", "TASK ID", "SENT", "EXPIRES IN", "SEEN ON"],
+                [[r.entry, r.task_id, f"{r.sent_ago:.1f}s ago",
+                  _fmt_expiry(r.expires_in),
+                  r.seen_on or "-"] for r in report.ledger])]
+    lines.append("")
+    lines.append(f"Workers: {len(report.answered)} answered in {report.elapsed_ms:.0f} ms"
+                 + (f" ({', '.join(report.answered)})" if report.answered else ""))
+    if report.silent:
+        lines.append("  no reply from: " + ", ".join(report.silent))
+    for worker, why in sorted(report.garbled.items()):
+        lines.append(f"  unusable reply from {worker}: {why}")
+    return "\n".join(lines)
+
+
+def render_json(report: Report) -> str:
+    return json.dumps(report.as_dict(), indent=2, sort_keys=True)
+
+
+# -- where the local beat keeps its ledger ------------------------------------------
+
+
+def read_ledger(app: Any, schedule_path: str | None) -> tuple[Ledger | None, str | None,
+                                                            str | None]:
+    """``(ledger, source, error)`` for the local beat, by the configured scheduler."""
+    scheduler = str(app.conf.beat_scheduler or "")
+    try:
+        if "redbeat" in scheduler.lower():
+            from redbeat.schedulers import ensure_conf, get_redis
+
+            from .contrib.redbeat import ledger_key
+            ensure_conf(app)
+            key = ledger_key(app)
+            raw = get_redis(app).get(key)
+            return Ledger.from_state(json.loads(raw) if raw else None), f"redis {key}", None
+        if "django" in scheduler.lower() or "DatabaseScheduler" in scheduler:
+            from .contrib.django.models import SingletonLedger
+            from .contrib.django.schedulers import LEDGER_NAME
+            row = SingletonLedger.objects.filter(name=LEDGER_NAME).first()
+            return (Ledger.from_state(row.state if row else None),
+                    "database table ccs_beat_singletonledger", None)
+        from .scheduler import LEDGER_KEY
+        path = schedule_path or "celerybeat-schedule"
+        candidates = [p for p in (path, path + ".db", path + ".dat") if Path(p).exists()]
+        if not candidates:
+            return None, None, f"no beat schedule file at {path} (use --schedule)"
+        with shelve.open(path, flag="r") as store:
+            return Ledger.from_state(store.get(LEDGER_KEY)), f"schedule file {path}", None
+    except Exception as exc:  # noqa: BLE001 - the status of the cluster still shows
+        return None, None, f"not reachable: {exc!r}"

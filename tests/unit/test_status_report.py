@@ -1,0 +1,82 @@
+"""The ``celery ccs status`` report, built from plain cluster data."""
+
+from __future__ import annotations
+
+import json
+
+from ccs_beat.cluster import SeenTask, Snapshot, WorkerView
+from ccs_beat.identity import DEFAULT_KEY, KeySpec, task_key
+from ccs_beat.ledger import Emission, Ledger
+from ccs_beat.policy import Policy
+from ccs_beat.status import build_report, render, render_json
+
+NOW = 1_000_000.0
+
+
+def seen(id_, name="jobs.gc", state="active", worker="w1@h", stamp=None, kwargs=None):
+    return SeenTask(id=id_, name=name, args=[], kwargs=kwargs or {}, state=state,
+                    worker=worker, time_start=NOW - 5 if state == "active" else None,
+                    worker_now=NOW, stamp=stamp)
+
+
+def snapshot(*views, missing=(), garbled=None):
+    return Snapshot(taken_at=NOW, elapsed=0.004,
+                    workers={v.hostname: v for v in views}, missing=frozenset(missing),
+                    garbled=garbled or {}, timeout=1.0)
+
+
+def view(host, *tasks, peers=()):
+    return WorkerView(hostname=host, tasks=tuple(tasks), now=NOW, peers=frozenset(peers))
+
+
+def test_a_stamped_task_is_listed_with_its_stamp_key():
+    snap = snapshot(view("w1@h", seen("a", stamp={"key": "jobs.gc:k1", "sent_at": NOW - 9})))
+    report = build_report(snap, {}, {}, None, None, "none", now=NOW)
+    assert [(r.id, r.key, r.state, r.source) for r in report.rows] == [
+        ("a", "jobs.gc:k1", "active", "stamp")]
+    assert report.rows[0].age == 5.0
+
+
+def test_an_unstamped_task_of_a_singleton_entry_gets_the_entry_key():
+    task = seen("b", name="users.update_all", state="reserved", kwargs={"day": 1})
+    snap = snapshot(view("w1@h", task))
+    report = build_report(snap, {"users.update_all": ("daily", Policy())}, {}, None, None, None,
+                          now=NOW)
+    assert report.rows[0].key == task_key("users.update_all", [], {"day": 1}, DEFAULT_KEY)
+    assert report.rows[0].source == "entry daily"
+
+
+def test_a_declared_singleton_task_is_listed_and_plain_tasks_are_not():
+    snap = snapshot(view("w1@h", seen("c", name="reports.build"), seen("d", name="ops.ping")))
+    report = build_report(snap, {}, {"reports.build": Policy(key=KeySpec(kind="name"))},
+                          None, None, None, now=NOW)
+    assert [(r.id, r.key) for r in report.rows] == [("c", "reports.build")]
+
+
+def test_workers_that_peers_know_but_did_not_answer_are_named_silent():
+    snap = snapshot(view("w1@h", peers=("w2@h", "w3@h")), missing=("w4@h",),
+                    garbled={"w3@h": "reply is not a dict"})
+    report = build_report(snap, {}, {}, None, None, None, now=NOW)
+    assert report.answered == ["w1@h"]
+    assert report.silent == ["w2@h", "w4@h"]
+    text = render(report)
+    assert "no reply from: w2@h, w4@h" in text
+    assert "unusable reply from w3@h: reply is not a dict" in text
+
+
+def test_the_ledger_is_shown_with_ages_and_expiry():
+    ledger = Ledger()
+    ledger.record("gc", Emission(task_id="t1", key="k", sent_at=NOW - 3, expires_at=NOW + 7))
+    report = build_report(snapshot(), {}, {}, ledger, "schedule file s", None, now=NOW)
+    assert [(r.entry, r.task_id, r.sent_ago, r.expires_in) for r in report.ledger] == [
+        ("gc", "t1", 3.0, 7.0)]
+    text = render(report)
+    assert "Beat ledger (schedule file s): 1 emission(s)" in text
+    assert "3.0s ago" in text and "7.0s" in text
+    assert json.loads(render_json(report))["ledger"][0]["task_id"] == "t1"
+
+
+def test_a_broker_failure_is_reported_first():
+    snap = Snapshot(taken_at=NOW, failure="ConnectionRefusedError(111)", timeout=1.0)
+    text = render(build_report(snap, {}, {}, None, None, "not reachable", now=NOW))
+    assert text.splitlines()[0] == "cluster read failed: ConnectionRefusedError(111)"
