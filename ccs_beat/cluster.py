@@ -290,8 +290,9 @@ def check_broadcast_support(app: Any) -> None:
         raise ConfigurationError(
             f"ccs_beat reads the cluster with a broadcast, but the {transport!r} broker "
             f"transport (broker_url={app.conf.broker_url!r}) has no broadcast (fanout) "
-            "exchanges. Use RabbitMQ (amqp), Redis or the filesystem transport, or set "
-            "ccs_beat_default_policy='allow' and opt entries in only where it is supported.")
+            "exchanges. Use RabbitMQ (amqp), Redis or the filesystem transport for the beat's "
+            "broker, or run plain beat (no entry with a singleton policy, and "
+            "ccs_beat_default_policy='allow').")
 
 
 class ClusterReader:

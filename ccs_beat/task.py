@@ -148,8 +148,8 @@ class SingletonTask(Task):
                    verdict.reason, took)
         if took > timing.committed_after - timing.margin / 2:
             logger.warning("ccs_beat guard: %s[%s] took %.2fs to decide, longer than D + T "
-                           "(%gs); is this worker starved of CPU?", self.name, request.id,
-                           took, timing.delay + timing.timeout)
+                           "+ margin/2 (%gs); is this worker starved of CPU?", self.name,
+                           request.id, took, timing.committed_after - timing.margin / 2)
         return verdict
 
     def _ccs_step_aside(self, verdict: GuardVerdict) -> None:
