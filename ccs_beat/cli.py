@@ -46,9 +46,12 @@ def check(ctx: click.Context) -> None:
               help="Seconds to wait for worker replies (default: ccs_beat_inspect_timeout).")
 @click.option("--schedule", "schedule_path", default=None,
               help="SingletonScheduler's schedule file (beat -s; default celerybeat-schedule).")
+@click.option("--scheduler", default=None,
+              help="The beat's scheduler, as given to beat -S, to find its ledger "
+                   "(default: the beat_scheduler setting).")
 @click.pass_context
 def status(ctx: click.Context, as_json: bool, timeout: float | None,
-           schedule_path: str | None) -> None:
+           schedule_path: str | None, scheduler: str | None) -> None:
     """Singleton tasks running, reserved or scheduled now; the beat's ledger; silent workers.
 
     Uses beat's own cluster read: one broadcast.
@@ -92,7 +95,7 @@ def status(ctx: click.Context, as_json: bool, timeout: float | None,
         snapshot = reader.read(None)
     finally:
         reader.close()
-    ledger, source, error = read_ledger(app, schedule_path)
+    ledger, source, error = read_ledger(app, schedule_path, scheduler)
     report = build_report(snapshot, policies, task_policies, ledger, source, error)
     click.echo(render_json(report) if as_json else render(report))
     if report.failure:

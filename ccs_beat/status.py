@@ -192,10 +192,11 @@ def render_json(report: Report) -> str:
 # -- where the local beat keeps its ledger ------------------------------------------
 
 
-def read_ledger(app: Any, schedule_path: str | None) -> tuple[Ledger | None, str | None,
-                                                            str | None]:
-    """``(ledger, source, error)`` for the local beat, by the configured scheduler."""
-    scheduler = str(app.conf.beat_scheduler or "")
+def read_ledger(app: Any, schedule_path: str | None, scheduler: str | None = None,
+                ) -> tuple[Ledger | None, str | None, str | None]:
+    """``(ledger, source, error)`` for the local beat, by its scheduler
+    (``scheduler``, else the ``beat_scheduler`` setting)."""
+    scheduler = str(scheduler or app.conf.beat_scheduler or "")
     try:
         if "redbeat" in scheduler.lower():
             from redbeat.schedulers import ensure_conf, get_redis

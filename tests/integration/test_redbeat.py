@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -200,6 +202,15 @@ def test_the_ledger_in_redis_hands_a_queued_emission_over_to_the_next_beat(redbe
     skip = beatlog.skipped(second.text(), "long")[0]
     assert "not picked up by any worker yet" in skip.why and queued_id in skip.why
     assert not beatlog.emitted(second.text(), "long")
+    # `celery ccs status` finds the same ledger in Redis
+    status = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "tests.integration.proj", "ccs", "status",
+         "--json", "--timeout", "0.5", "--scheduler", SCHEDULER],
+        cwd=cluster.dir, env=cluster.env(), capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert report["ledger_source"].startswith("redis ")
+    assert [e["task_id"] for e in report["ledger"]] == [queued_id]
 
     # the worker runs beat-a's message first; nothing overlaps after
     start_workers(cluster, count=1)
