@@ -12,6 +12,8 @@ import json
 import os
 import re
 import signal
+import subprocess
+import sys
 
 import psycopg
 
@@ -76,6 +78,19 @@ def test_singleton_toggle_in_the_database_governs_a_running_beat(tmp_path):
             assert_no_overlap(before)
             assert re.search(r"ccs_beat: skipped 'long' \(tests\.sleep\): identical task",
                              beat.text()), beat.text()[-3000:]
+
+            # `celery ccs status` shows the running task and beat's ledger in the database
+            status = subprocess.run(
+                [sys.executable, "-m", "celery", "-A", "tests.dj.celeryapp", "ccs", "status",
+                 "--json", "--scheduler", SCHEDULER],
+                cwd=cluster.dir, env=cluster.env(), capture_output=True, text=True, timeout=60)
+            assert status.returncode == 0, status.stderr
+            report = json.loads(status.stdout)
+            assert report["ledger_source"] == "database table ccs_beat_singletonledger"
+            ledger_ids = {e["task_id"] for e in report["ledger"] if e["entry"] == "long"}
+            active = {r["id"] for r in report["rows"] if r["state"] == "active"}
+            assert active & ledger_ids, (active, ledger_ids)   # the run beat emitted
+            assert any(r["task"] == "tests.sleep" for r in report["rows"]), report
 
             # singleton off, written straight to the database; beat keeps running
             assert django_shell(env, TOGGLE_OFF, str(tmp_path)).strip() == "1"
