@@ -72,6 +72,16 @@ class Cluster:
         self.dir.mkdir(parents=True)
         self.broker_url = broker_url
         self.queue = f"ccs-test-{self.uid}"
+        if broker_url.startswith("filesystem"):
+            # kombu's filesystem transport creates an exchange's binding file with
+            # open("wb") before locking it: workers starting together can lose each
+            # other's bindings (a worker then never hears a broadcast). Once the file
+            # exists, binds are locked read-modify-writes.
+            control = self.dir / "broker" / "control"
+            control.mkdir(parents=True, exist_ok=True)
+            for name in (f"ctl-{self.queue}.pidbox", f"reply.ctl-{self.queue}.pidbox",
+                         f"ev-{self.queue}", self.queue):
+                (control / f"{name}.exchange").write_text("[]", encoding="utf-8")
         self.schedule = schedule or {}
         self.settings = settings or {}
         self.backend = backend

@@ -1,0 +1,1 @@
+"""Blob storage housekeeping: delete expired objects from a bucket."""

@@ -1,0 +1,1 @@
+"""Users with a derived field that a "daily" job recomputes for every row."""
