@@ -21,13 +21,6 @@ from tests.integration.harness import wait_until
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.fixture(params=["redis", "amqp"])
-def broker(request: pytest.FixtureRequest) -> str:
-    from tests.conftest import require_broker
-    require_broker(request.param)
-    return request.param
-
-
 @pytest.mark.parametrize("on_unknown", ["emit", "skip"])
 def test_killing_the_worker_mid_body_does_not_leave_the_entry_stuck(make_cluster, capsys,
                                                                    on_unknown):

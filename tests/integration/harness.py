@@ -174,8 +174,8 @@ class Cluster:
             raise AssertionError(f"{exc}; silent: {silent}\n{logs}") from None
 
     def start_beat(self, name: str = "beat", *, scheduler: str = "ccs_beat.SingletonScheduler",
-                   wait: bool = True, **env: str) -> Proc:
-        proc = self._spawn(name, ["beat", "-S", scheduler, "-s", str(self.dir / "schedule"),
+                   wait: bool = True, schedule_file: str = "schedule", **env: str) -> Proc:
+        proc = self._spawn(name, ["beat", "-S", scheduler, "-s", str(self.dir / schedule_file),
                                   "-l", "info", "--max-interval", "1",
                                   "--pidfile", str(self.dir / f"{name}.pid")], **env)
         if wait:

@@ -1,0 +1,48 @@
+"""Faults: a worker that is alive but cannot answer (SIGSTOP'd)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from tests.integration import beatlog
+from tests.integration.harness import assert_no_overlap, wait_until
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def test_a_stopped_worker_makes_on_unknown_decide_and_everything_settles(make_cluster):
+    cluster = make_cluster(schedule={
+        "long": {"task": "tests.sleep", "schedule": 1.0, "args": [8],
+                 "kwargs": {"tag": "long"},
+                 "options": {"singleton": {"on_unknown": "skip"}}}})
+    worker = cluster.start_worker("w1", concurrency=2)
+    beat = cluster.start_beat()
+    wait_until(lambda: cluster.runs("long"), 40, what="the first run to start")
+
+    stopped_at = time.time()
+    os.killpg(worker.popen.pid, signal.SIGSTOP)
+    try:
+        def unknown_skips():
+            return [e for e in beatlog.skipped(beat.text(), "long")
+                    if e.at > stopped_at and "on_unknown=skip" in e.why]
+        wait_until(unknown_skips, 20, interval=0.2, what="beat to skip by on_unknown")
+        skip = unknown_skips()[0]
+        assert skip.level == "WARNING"
+        assert f"no reply from {cluster.hostname('w1')}" in skip.why
+        time.sleep(2)
+    finally:
+        os.killpg(worker.popen.pid, signal.SIGCONT)
+    resumed_at = time.time()
+
+    # after SIGCONT the worker answers again, the run finishes, the next one follows
+    wait_until(lambda: len(cluster.finished_runs("long")) >= 2, 60,
+               what="the stopped run to end and one more to run")
+    assert_no_overlap(cluster.runs("long"))
+    emitted = [e for e in beatlog.emitted(beat.text(), "long") if stopped_at < e.at]
+    first_end = cluster.finished_runs("long")[0].end
+    assert all(e.at >= first_end - 1.5 for e in emitted), (emitted, first_end)
+    assert resumed_at > stopped_at and beat.alive()
