@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -227,7 +228,8 @@ def _task_from(item: Any, state: str, worker: str, now: float | None) -> SeenTas
         raise GarbledReply(f"{state} item without a string id and name: {dict(item)!r:.120}")
     time_start = item.get("time_start")
     if time_start is not None and (isinstance(time_start, bool)
-                                   or not isinstance(time_start, (int, float))):
+                                   or not isinstance(time_start, (int, float))
+                                   or not _finite(time_start)):
         raise GarbledReply(f"{state} item {task_id} has time_start {time_start!r}")
     stamp = item.get("stamp")
     return SeenTask(id=task_id, name=name, args=item.get("args"), kwargs=item.get("kwargs"),
@@ -242,8 +244,8 @@ def parse_reply(worker: str, body: Any) -> WorkerView:
     if body.get("ccs") != PROTOCOL:
         raise GarbledReply(f"unknown reply protocol {body.get('ccs')!r} (expected {PROTOCOL})")
     now = body.get("now")
-    if isinstance(now, bool) or not isinstance(now, (int, float)):
-        raise GarbledReply(f"reply has no numeric 'now' (got {now!r})")
+    if isinstance(now, bool) or not isinstance(now, (int, float)) or not _finite(now):
+        raise GarbledReply(f"reply has no numeric 'now' (got {now!r:.80})")
     tasks = []
     for state in STATES:
         items = body.get(state)
@@ -257,6 +259,14 @@ def parse_reply(worker: str, body: Any) -> WorkerView:
     return WorkerView(hostname=worker, tasks=tuple(tasks), now=float(now),
                       peers=None if peers is None else frozenset(peers),
                       pool=body.get("pool") if isinstance(body.get("pool"), str) else None)
+
+
+def _finite(value: float) -> bool:
+    """A number a float can hold, and not NaN or infinite."""
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def is_unknown_command_error(body: Any) -> bool:

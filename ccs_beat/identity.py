@@ -95,7 +95,7 @@ def parse_key_spec(value: Any, *, where: str) -> KeySpec:
     if isinstance(value, str) and ("." in value or ":" in value):
         try:
             func = symbol_by_name(value)
-        except (ImportError, AttributeError, ValueError) as exc:
+        except (ImportError, AttributeError, ValueError, TypeError) as exc:
             raise ConfigurationError(
                 f"{where}: key function {value!r} cannot be imported: {exc}") from exc
         if not callable(func):
@@ -148,6 +148,18 @@ def task_key(name: str, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | 
 
     Raises :class:`UnkeyableError` naming the argument that cannot be encoded.
     """
+    try:
+        return _task_key(name, args, kwargs, spec)
+    except (ValueError, UnicodeError, RecursionError) as exc:
+        if isinstance(exc, UnkeyableError):
+            raise
+        # a huge int, a lone surrogate, a self-containing or absurdly deep value
+        raise UnkeyableError(f"arguments of {name} cannot be encoded: "
+                             f"{type(exc).__name__}: {str(exc)[:120]}") from exc
+
+
+def _task_key(name: str, args: Sequence[Any] | None, kwargs: Mapping[str, Any] | None,
+              spec: KeySpec) -> str:
     args = list(args or ())
     kwargs = dict(kwargs or {})
     if spec.kind == KEY_NAME:

@@ -78,7 +78,11 @@ def _number(value: Any, *, where: str, low: float, high: float,
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigurationError(f"{where}: expected a number of seconds, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise ConfigurationError(f"{where}: a {len(str(value))}-digit number is out of "
+                                 f"range; it must be at most {high:g} seconds") from None
     too_low = value < low if low_inclusive else value <= low
     if math.isnan(value) or too_low or value > high:
         bound = "at least" if low_inclusive else "more than"

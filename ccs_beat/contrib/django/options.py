@@ -31,6 +31,8 @@ KWARGS_PREFIX = "kwargs:"
 
 def key_from_text(text: str | None) -> str | list[str] | None:
     """The ``key`` option value for the stored text (``None``: app default)."""
+    if text is not None and not isinstance(text, str):
+        raise ConfigurationError(f"key must be text, got {text!r}")
     text = (text or "").strip()
     if not text:
         return None
