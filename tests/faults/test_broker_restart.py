@@ -25,6 +25,16 @@ def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
 
 
+def broker_answers() -> bool:
+    from kombu import Connection
+    try:
+        with Connection(BROKERS["amqp"][0], connect_timeout=2) as conn:
+            conn.ensure_connection(max_retries=1)
+        return True
+    except Exception:  # noqa: BLE001 - not up yet
+        return False
+
+
 def test_beat_survives_a_rabbitmq_restart_and_resumes_deciding(tmp_path, capsys):
     require_broker("amqp")
     if shutil.which("rabbitmqctl") is None:
@@ -46,6 +56,7 @@ def test_beat_survives_a_rabbitmq_restart_and_resumes_deciding(tmp_path, capsys)
         up_at = time.time()
         # wait until the node accepts connections again (bounded)
         rabbitmqctl("await_startup")
+        wait_until(broker_answers, 60, interval=0.5, what="RabbitMQ to accept connections")
 
         def decided_after_restart():
             return [e for e in beatlog.events(beat.text(), "long") if e.at > up_at]

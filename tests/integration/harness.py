@@ -163,6 +163,12 @@ class Cluster:
                 # kombu's filesystem transport can read a reply file its writer
                 # has created but not yet filled (JSONDecodeError): ask again
                 return False
+            except OSError:
+                # a broker that has just restarted can reset a pooled connection:
+                # start over with a fresh client app
+                self._app.close()
+                self._app = None
+                return False
             seen.update(host for reply in replies for host in reply)
             return wanted <= seen
         try:
