@@ -19,6 +19,7 @@ from typing import Any
 
 from celery import states
 from celery.beat import BeatLazyFunc
+from kombu.utils.uuid import uuid
 
 from . import signals
 from .cluster import ClusterReader, Snapshot, check_broadcast_support
@@ -240,6 +241,8 @@ class Coordinator:
             headers = dict(options.get("headers") or {})
             headers[STAMP_HEADER] = make_stamp(verdict.key, entry=entry.name, sent_at=now)
             options["headers"] = headers
+            # beat picks the id so the ledger can hold it before the publish
+            options.setdefault("task_id", uuid())
         # a shallow copy that works for any entry class (ScheduleEntry.__reduce__,
         # which copy.copy would use, does not fit subclasses such as ModelEntry)
         sending = object.__new__(type(entry))
@@ -280,14 +283,33 @@ class Coordinator:
             return None
         return max(next_in - min(1.0, next_in * 0.1), 0.05)
 
+    def write_ahead(self, entry: Any, sending: Any, verdict: Verdict,
+                    expires_at: float | None) -> dict[str, Any] | None:
+        """Put a singleton emission in the ledger *before* it is published.
+
+        Returns the journal record the scheduler must store before sending
+        (None for an entry that is not checked)."""
+        task_id = (sending.options or {}).get("task_id")
+        if verdict.key is None or not task_id:
+            return None
+        return self.ledger.note_sending(entry.name, Emission(
+            task_id=str(task_id), key=verdict.key, sent_at=time.time(),
+            expires_at=expires_at))
+
+    def withdraw(self, entry: Any, task_id: str) -> dict[str, Any]:
+        """The publish of ``task_id`` failed: it is not outstanding after all."""
+        return self.ledger.withdraw(entry.name, task_id)
+
     def sent(self, entry: Any, verdict: Verdict, result: Any, expires_at: float | None,
-             buffered: bool = False) -> None:
-        """Record an emission in the ledger, log it and signal it."""
+             buffered: bool = False, noted: str | None = None) -> None:
+        """Log and signal an emission; record it in the ledger unless it was
+        written ahead (``noted`` is the id :meth:`write_ahead` recorded)."""
         task_id = getattr(result, "id", None)
         if verdict.key is not None and task_id:
-            self.ledger.record(entry.name, Emission(task_id=task_id, key=verdict.key,
-                                                    sent_at=time.time(),
-                                                    expires_at=expires_at))
+            if task_id != noted:
+                self.ledger.record(entry.name, Emission(task_id=task_id, key=verdict.key,
+                                                        sent_at=time.time(),
+                                                        expires_at=expires_at))
             self.ledger.set_pending(entry.name, False)
             decision = verdict.decision
             why = decision.reason if decision is not None else "sent directly"

@@ -12,6 +12,14 @@ ids it sent per entry. A sent id is *outstanding* until one of:
 
 The ledger is plain data (:meth:`Ledger.to_state` / :meth:`Ledger.from_state`
 give JSON-able dicts) so each scheduler persists it in its own store.
+
+It is written *ahead* of each send: beat picks the task id itself, appends a
+small journal record (:meth:`Ledger.note_sending`) to its store, and only then
+publishes. The full state is saved at the end of the burst and the journal
+emptied; a beat killed between the two replays the journal at start
+(:meth:`Ledger.replay`), so it never forgets a message it may have sent.
+Records carry a sequence number and the saved state the last number it
+includes, so a record is applied once whatever order the two writes land in.
 """
 
 from __future__ import annotations
@@ -82,12 +90,64 @@ class Ledger:
         self.entries: dict[str, list[Emission]] = {}
         self.pending: set[str] = set()
         self.dirty = False
+        #: sequence number of the last journal record this state includes
+        self.seq = 0
 
     def record(self, entry: str, emission: Emission) -> None:
         items = self.entries.setdefault(entry, [])
         items.append(emission)
         del items[:-MAX_PER_ENTRY]
         self.dirty = True
+
+    # -- the journal (write-ahead records) ----------------------------------------
+
+    def note_sending(self, entry: str, emission: Emission) -> dict[str, Any]:
+        """Record an emission about to be published; return its journal record."""
+        self.record(entry, emission)
+        self.seq += 1
+        return {"seq": self.seq, "entry": entry, "emission": asdict(emission)}
+
+    def withdraw(self, entry: str, task_id: str) -> dict[str, Any]:
+        """Forget an emission whose publish failed; return its journal record."""
+        items = self.entries.get(entry, [])
+        kept = [e for e in items if e.task_id != task_id]
+        if kept:
+            self.entries[entry] = kept
+        else:
+            self.entries.pop(entry, None)
+        self.dirty = True
+        self.seq += 1
+        return {"seq": self.seq, "entry": entry, "withdraw": task_id}
+
+    def replay(self, records: Iterable[Any]) -> int:
+        """Apply journal records newer than this state; return how many applied.
+
+        A damaged record is skipped (it can only be one emission)."""
+        applied = 0
+        usable = [r for r in records if isinstance(r, dict) and isinstance(r.get("seq"), int)]
+        for record in sorted(usable, key=lambda r: r["seq"]):
+            if record["seq"] <= self.seq:
+                continue
+            entry = str(record.get("entry"))
+            try:
+                if "withdraw" in record:
+                    task_id = str(record["withdraw"])
+                    kept = [e for e in self.entries.get(entry, []) if e.task_id != task_id]
+                    if kept:
+                        self.entries[entry] = kept
+                    else:
+                        self.entries.pop(entry, None)
+                else:
+                    emission = Emission.from_dict(record["emission"])
+                    if all(e.task_id != emission.task_id
+                           for e in self.entries.get(entry, [])):
+                        self.record(entry, emission)
+            except (KeyError, TypeError, ValueError):
+                continue
+            self.seq = record["seq"]
+            self.dirty = True
+            applied += 1
+        return applied
 
     def outstanding(self, entry: str, snapshot: Snapshot | None, now: float,
                     result_ready: ResultReady | None = None,
@@ -132,7 +192,7 @@ class Ledger:
             self.dirty = True
 
     def to_state(self) -> dict[str, Any]:
-        return {"version": STATE_VERSION,
+        return {"version": STATE_VERSION, "seq": self.seq,
                 "entries": {name: [asdict(e) for e in items]
                             for name, items in self.entries.items()},
                 "pending": sorted(self.pending)}
@@ -155,4 +215,7 @@ class Ledger:
         pending = state.get("pending")
         if isinstance(pending, list):
             ledger.pending = {str(p) for p in pending}
+        seq = state.get("seq")
+        if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
+            ledger.seq = seq
         return ledger

@@ -4,8 +4,10 @@
 :class:`celery.beat.Scheduler` that uses the stock ``tick()`` ->
 ``apply_entry()`` -> ``apply_async()`` path (the default ``PersistentScheduler``
 and django-celery-beat's ``DatabaseScheduler``). A subclass says where its
-ledger lives by overriding :meth:`~SingletonSchedulerMixin.ccs_load_ledger` and
-:meth:`~SingletonSchedulerMixin.ccs_save_ledger`.
+ledger lives by overriding :meth:`~SingletonSchedulerMixin.ccs_load_ledger`,
+:meth:`~SingletonSchedulerMixin.ccs_save_ledger` and, for the write-ahead
+journal, :meth:`~SingletonSchedulerMixin.ccs_journal_append` and
+:meth:`~SingletonSchedulerMixin.ccs_journal_records`.
 
 :class:`SingletonScheduler` is the drop-in for ``celery beat``::
 
@@ -14,6 +16,7 @@ ledger lives by overriding :meth:`~SingletonSchedulerMixin.ccs_load_ledger` and
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -27,6 +30,8 @@ logger = logging.getLogger("ccs_beat")
 
 #: shelve key of the ledger in the PersistentScheduler's store
 LEDGER_KEY = "ccs_beat_ledger"
+#: suffix of the write-ahead journal's file after the schedule file's name
+JOURNAL_SUFFIX = ".ccs-journal"
 
 
 class SingletonSchedulerMixin:
@@ -42,7 +47,20 @@ class SingletonSchedulerMixin:
         return Ledger()
 
     def ccs_save_ledger(self, ledger: Ledger) -> None:
-        """Persist ``ledger``; called at the end of each burst that changed it."""
+        """Persist ``ledger`` and empty the journal; called at the end of each
+        burst that changed it."""
+
+    def ccs_journal_append(self, record: dict[str, Any]) -> None:
+        """Durably store one journal record before its message is published.
+
+        The default saves the whole ledger (correct, but a full write per
+        emission); the shipped schedulers append to a small journal instead."""
+        if self.ccs is not None:
+            self.ccs_save_ledger(self.ccs.ledger)
+
+    def ccs_journal_records(self) -> Iterable[Any]:
+        """The journal records stored since the ledger was last saved."""
+        return ()
 
     def ccs_entries_at_start(self) -> Mapping[str, Any]:
         """The entries checked at start, by name: an invalid one stops beat
@@ -68,7 +86,7 @@ class SingletonSchedulerMixin:
 
     def setup_schedule(self) -> None:
         super().setup_schedule()  # type: ignore[misc]
-        ledger = self.ccs_load_ledger()
+        ledger = self._ccs_read_ledger()
         ccs = Coordinator(self.app, sender=self, ledger=ledger,  # type: ignore[attr-defined]
                           names=self._ccs_task_names)
         entries = self.ccs_entries_at_start()
@@ -80,6 +98,19 @@ class SingletonSchedulerMixin:
         logger.info("ccs_beat: %d of %d entries are singletons (default: %s); "
                     "cluster read timeout %gs", checked, len(policies),
                     ccs.settings.default_policy.describe(), ccs.settings.inspect_timeout)
+
+    def _ccs_read_ledger(self) -> Ledger:
+        """The saved ledger with the journal written after it replayed."""
+        ledger = self.ccs_load_ledger()
+        try:
+            replayed = ledger.replay(self.ccs_journal_records())
+        except Exception as exc:  # noqa: BLE001 - an unreadable journal must not stop beat
+            logger.error("ccs_beat: could not read the ledger's journal: %r", exc)
+            replayed = 0
+        if replayed:
+            logger.info("ccs_beat: recovered %d emission record(s) from the journal "
+                        "(the previous beat stopped before saving its ledger)", replayed)
+        return ledger
 
     def _ccs_task_names(self) -> set[str]:
         return {entry.task for entry in self.schedule.values()}  # type: ignore[attr-defined]
@@ -106,9 +137,18 @@ class SingletonSchedulerMixin:
         buffered = kwargs.pop("ccs_buffered", False)
         entry = self.reserve(entry) if advance else entry  # type: ignore[attr-defined]
         sending, verdict, expires_at = ccs.prepare(entry)
-        result = super().apply_async(sending, producer=producer,  # type: ignore[misc]
-                                     advance=False, **kwargs)
-        ccs.sent(entry, verdict, result, expires_at, buffered=buffered)
+        record = ccs.write_ahead(entry, sending, verdict, expires_at)
+        if record is not None:
+            self._ccs_journal(record)
+        try:
+            result = super().apply_async(sending, producer=producer,  # type: ignore[misc]
+                                         advance=False, **kwargs)
+        except Exception:
+            if record is not None:
+                self._ccs_journal(ccs.withdraw(entry, sending.options["task_id"]))
+            raise
+        ccs.sent(entry, verdict, result, expires_at, buffered=buffered,
+                 noted=record["emission"]["task_id"] if record is not None else None)
         if verdict.key is not None:
             self.ccs_on_decision(entry, verdict, getattr(result, "id", None))
         return result
@@ -152,6 +192,14 @@ class SingletonSchedulerMixin:
         except Exception as exc:  # noqa: BLE001 - bookkeeping must not stop beat
             logger.error("ccs_beat: error at the end of a burst: %r", exc)
 
+    def _ccs_journal(self, record: dict[str, Any]) -> None:
+        try:
+            self.ccs_journal_append(record)
+        except Exception as exc:  # noqa: BLE001 - send anyway: beat must not stop
+            logger.error("ccs_beat: could not write the ledger's journal before sending "
+                         "(%r); a beat killed before the end of this burst would forget "
+                         "entry %r's emission", exc, record.get("entry"))
+
     def _ccs_persist(self, ccs: Coordinator) -> None:
         try:
             self.ccs_save_ledger(ccs.ledger)
@@ -173,13 +221,36 @@ class SingletonSchedulerMixin:
                 self.ccs.close()
 
 
+def journal_path(schedule_filename: str) -> str:
+    """The write-ahead journal next to a beat schedule file."""
+    return schedule_filename + JOURNAL_SUFFIX
+
+
+def read_journal(path: str) -> list[Any]:
+    """The records of a journal file; a torn last line (beat killed while
+    writing it) is skipped."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        return []
+    records = []
+    for line in lines:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
+
+
 class SingletonScheduler(SingletonSchedulerMixin, PersistentScheduler):
     """``PersistentScheduler`` (the default beat scheduler) with singleton checks.
 
     The ledger is kept in the same shelve file as the schedule, under
-    ``ccs_beat_ledger``, and written through at the end of every burst that
-    changed it, so a beat killed with ``kill -9`` still knows on restart what it
-    had emitted.
+    ``ccs_beat_ledger``, and saved at the end of every burst that changed it.
+    Each emission is first appended to ``<schedule file>.ccs-journal`` (one
+    JSON line, flushed before the publish), so a beat killed with ``kill -9``
+    at any point still knows on restart what it may have sent.
     """
 
     def ccs_load_ledger(self) -> Ledger:
@@ -193,6 +264,18 @@ class SingletonScheduler(SingletonSchedulerMixin, PersistentScheduler):
         flush = getattr(self._store.dict, "sync", None)
         if flush is not None:
             flush()
+        # the saved state now includes every journal record (see Ledger.seq)
+        with open(journal_path(self.schedule_filename), "w", encoding="utf-8"):
+            pass
+
+    def ccs_journal_append(self, record: dict[str, Any]) -> None:
+        # one short append; it survives the process being killed (the page
+        # cache is the kernel's), not a power cut
+        with open(journal_path(self.schedule_filename), "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def ccs_journal_records(self) -> list[Any]:
+        return read_journal(journal_path(self.schedule_filename))
 
     @property
     def info(self) -> str:

@@ -199,25 +199,23 @@ def read_ledger(app: Any, schedule_path: str | None, scheduler: str | None = Non
     scheduler = str(scheduler or app.conf.beat_scheduler or "")
     try:
         if "redbeat" in scheduler.lower():
-            from redbeat.schedulers import ensure_conf, get_redis
+            from redbeat.schedulers import ensure_conf
 
             from .contrib.redbeat import ledger_key
+            from .contrib.redbeat import read_ledger as read_redis_ledger
             ensure_conf(app)
-            key = ledger_key(app)
-            raw = get_redis(app).get(key)
-            return Ledger.from_state(json.loads(raw) if raw else None), f"redis {key}", None
+            return read_redis_ledger(app), f"redis {ledger_key(app)}", None
         if "django" in scheduler.lower() or "DatabaseScheduler" in scheduler:
-            from .contrib.django.models import SingletonLedger
-            from .contrib.django.schedulers import LEDGER_NAME
-            row = SingletonLedger.objects.filter(name=LEDGER_NAME).first()
-            return (Ledger.from_state(row.state if row else None),
-                    "database table ccs_beat_singletonledger", None)
-        from .scheduler import LEDGER_KEY
+            from .contrib.django.schedulers import read_ledger as read_db_ledger
+            return read_db_ledger(), "database table ccs_beat_singletonledger", None
+        from .scheduler import LEDGER_KEY, journal_path, read_journal
         path = schedule_path or "celerybeat-schedule"
         candidates = [p for p in (path, path + ".db", path + ".dat") if Path(p).exists()]
         if not candidates:
             return None, None, f"no beat schedule file at {path} (use --schedule)"
         with shelve.open(path, flag="r") as store:
-            return Ledger.from_state(store.get(LEDGER_KEY)), f"schedule file {path}", None
+            ledger = Ledger.from_state(store.get(LEDGER_KEY))
+        ledger.replay(read_journal(journal_path(path)))
+        return ledger, f"schedule file {path}", None
     except Exception as exc:  # noqa: BLE001 - the status of the cluster still shows
         return None, None, f"not reachable: {exc!r}"

@@ -22,7 +22,9 @@ How it fits redbeat:
 * the ledger (ids this beat sent that may still be queued or running) is kept
   in Redis under ``<redbeat_key_prefix>:ccs_beat:ledger``, next to redbeat's
   keys, and re-read when a beat acquires the lock, so the beat that takes over
-  after a failover knows what the previous one emitted;
+  after a failover knows what the previous one emitted. Each emission is first
+  pushed to the list ``<redbeat_key_prefix>:ccs_beat:journal`` (write-ahead),
+  which the end-of-burst save empties in the same transaction;
 * an entry whose ``singleton`` value is invalid is logged as an error naming
   it and sent without the check, like in ``SingletonScheduler``.
 """
@@ -43,11 +45,40 @@ logger = logging.getLogger("ccs_beat")
 
 #: suffix of the ledger's key after redbeat's key prefix
 LEDGER_SUFFIX = ":ccs_beat:ledger"
+#: suffix of the write-ahead journal's key (a list of JSON records)
+JOURNAL_SUFFIX = ":ccs_beat:journal"
 
 
 def ledger_key(app: Any) -> str:
     """The Redis key of the ledger for ``app`` (redbeat's prefix + suffix)."""
     return app.redbeat_conf.key_prefix + LEDGER_SUFFIX
+
+
+def journal_key(app: Any) -> str:
+    """The Redis key of the ledger's write-ahead journal for ``app``."""
+    return app.redbeat_conf.key_prefix + JOURNAL_SUFFIX
+
+
+def _json(raw: Any, what: str) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except (TypeError, ValueError):
+        logger.error("ccs_beat: %s in Redis is not JSON; ignoring it", what)
+        return None
+
+
+def read_ledger(app: Any) -> Ledger:
+    """The ledger in Redis with its journal replayed (one atomic read)."""
+    pipe = get_redis(app).pipeline(transaction=True)
+    pipe.get(ledger_key(app))
+    pipe.lrange(journal_key(app), 0, -1)
+    raw, journal = pipe.execute()
+    ledger = Ledger.from_state(_json(raw, f"the ledger ({ledger_key(app)})"))
+    replayed = ledger.replay(_json(r, f"a record of {journal_key(app)}") for r in journal)
+    if replayed:
+        logger.info("ccs_beat: recovered %d emission record(s) from %s", replayed,
+                    journal_key(app))
+    return ledger
 
 
 class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
@@ -97,17 +128,16 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
     # -- ledger -------------------------------------------------------------------
 
     def ccs_load_ledger(self) -> Ledger:
-        raw = get_redis(self.app).get(ledger_key(self.app))
-        try:
-            state = json.loads(raw) if raw else None
-        except (TypeError, ValueError):
-            logger.error("ccs_beat: the ledger in Redis (%s) is not JSON; starting empty",
-                         ledger_key(self.app))
-            state = None
-        return Ledger.from_state(state)
+        return read_ledger(self.app)   # the journal is replayed here
 
     def ccs_save_ledger(self, ledger: Ledger) -> None:
-        get_redis(self.app).set(ledger_key(self.app), json.dumps(ledger.to_state()))
+        pipe = get_redis(self.app).pipeline(transaction=True)
+        pipe.set(ledger_key(self.app), json.dumps(ledger.to_state()))
+        pipe.delete(journal_key(self.app))
+        pipe.execute()
+
+    def ccs_journal_append(self, record: dict[str, Any]) -> None:
+        get_redis(self.app).rpush(journal_key(self.app), json.dumps(record))
 
     # -- the redbeat path ----------------------------------------------------------
 

@@ -1,25 +1,64 @@
-"""Faults: beat killed with ``kill -9`` while its emission is still queued,
-then restarted: no duplicate, no lost ledger.
+"""Faults: beat killed with ``kill -9`` right after it published a message and
+before it could save its ledger, then restarted: no duplicate, no lost ledger.
 
-The default scheduler is covered by tests/integration/test_beat_scenarios.py
-(``test_ledger_survives_a_killed_beat_...``) and redbeat by
-tests/integration/test_redbeat.py (the lock takeover); this is the Django one.
+The beat process kills itself from Celery's ``after_task_publish`` signal
+(``CCS_TEST_KILL_AFTER_PUBLISH``, see tests/integration/proj.py), so the kill
+lands every time in the window the write-ahead journal exists for. No worker
+runs yet, so the message waits in the broker queue where no cluster read can
+see it: only the journal tells the restarted beat about it. Without the
+journal the restarted beat sends a second copy and the two runs overlap.
 """
 
 from __future__ import annotations
 
 import os
-import signal
+import re
 
 import pytest
+import redis
 
+from tests.conftest import BROKERS, require_broker
 from tests.dj.pg import django_env, django_shell, fresh_database, migrate, require_postgres
 from tests.integration import beatlog
 from tests.integration.harness import REPO, Cluster, assert_no_overlap, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
-SCHEDULER = "ccs_beat.contrib.django.schedulers:SingletonDatabaseScheduler"
+ENTRY = {"task": "tests.sleep", "schedule": 1.0, "args": [2], "kwargs": {"tag": "long"},
+         "options": {"singleton": {"overlap": "skip", "expires": 60}}}
+
+
+def kill_after_publish_then_restart(cluster: Cluster, scheduler: str) -> None:
+    """Beat-a publishes and dies at once; beat-b must skip naming beat-a's id,
+    and the worker must run that message first with nothing overlapping."""
+    first = cluster.start_beat("beat-a", scheduler=scheduler, wait=False,
+                               CCS_TEST_KILL_AFTER_PUBLISH="1")
+    first.popen.wait(timeout=60)
+    published = re.findall(r"fault injection: published ([0-9a-f-]+)", first.text())
+    assert published, f"beat-a did not publish:\n{first.text()[-3000:]}"
+    assert not beatlog.emitted(first.text(), "long")   # killed before it could log
+
+    second = cluster.start_beat("beat-b", scheduler=scheduler)
+    wait_until(lambda: beatlog.skipped(second.text(), "long"), 30,
+               what="the restarted beat to skip")
+    skip = beatlog.skipped(second.text(), "long")[0]
+    assert "not picked up by any worker yet" in skip.why and published[0] in skip.why
+    assert "recovered 1 emission record(s)" in second.text()
+    assert not beatlog.emitted(second.text(), "long")
+
+    cluster.start_worker("w1", concurrency=2)
+    wait_until(lambda: len(cluster.finished_runs("long")) >= 2, 40, what="two runs")
+    runs = cluster.runs("long")
+    assert runs[0].id == published[0]
+    assert len({r.id for r in runs}) == len(runs)
+    assert_no_overlap(runs)
+
+
+def test_a_default_beat_killed_after_publishing_restarts_without_a_duplicate(make_cluster):
+    cluster = make_cluster(schedule={"long": ENTRY})
+    kill_after_publish_then_restart(cluster, "ccs_beat.SingletonScheduler")
+
+
 SETUP = """
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from ccs_beat.contrib.django.models import SingletonSettings
@@ -30,17 +69,7 @@ SingletonSettings.objects.create(periodic_task=task, overlap="skip", expires=60)
 """
 
 
-def ledger_text(db: str) -> str:
-    import psycopg
-
-    from tests.dj.pg import PG_ADDRESS, PG_USER
-    with psycopg.connect(host=PG_ADDRESS[0], user=PG_USER, dbname=db) as conn:
-        row = conn.execute("SELECT state::text FROM ccs_beat_singletonledger").fetchone()
-    return row[0] if row else ""
-
-
-def test_a_killed_django_beat_restarts_without_a_duplicate(tmp_path, broker):
-    from tests.conftest import BROKERS
+def test_a_django_beat_killed_after_publishing_restarts_without_a_duplicate(tmp_path, broker):
     require_postgres()
     with fresh_database("ccs_fault") as db:
         env = dict(os.environ, PYTHONPATH=str(REPO), **django_env(f"postgres:{db}"))
@@ -49,28 +78,25 @@ def test_a_killed_django_beat_restarts_without_a_duplicate(tmp_path, broker):
                           extra_env=django_env(f"postgres:{db}"))
         try:
             django_shell(env, SETUP.replace("QUEUE", repr(cluster.queue)), str(tmp_path))
-            # no worker yet: the emission waits in the broker queue, unseen by any read
-            first = cluster.start_beat("beat-a", scheduler=SCHEDULER)
-            wait_until(lambda: beatlog.emitted(first.text(), "long"), 30,
-                       what="beat-a to emit")
-            queued = beatlog.emitted(first.text(), "long")[0].task_id
-            # the ledger is written at the end of the burst; a kill inside that
-            # window (milliseconds) is the documented limit, not what this tests
-            wait_until(lambda: queued in ledger_text(db), 20, what="the ledger write")
-            os.killpg(first.popen.pid, signal.SIGKILL)
-            first.popen.wait(timeout=10)
-
-            second = cluster.start_beat("beat-b", scheduler=SCHEDULER)
-            wait_until(lambda: beatlog.skipped(second.text(), "long"), 30,
-                       what="the restarted beat to skip")
-            skip = beatlog.skipped(second.text(), "long")[0]
-            assert "not picked up by any worker yet" in skip.why and queued in skip.why
-            assert not beatlog.emitted(second.text(), "long")
-
-            cluster.start_worker("w1", concurrency=2)
-            wait_until(lambda: len(cluster.finished_runs("long")) >= 2, 40, what="two runs")
-            runs = cluster.runs("long")
-            assert runs[0].id == queued
-            assert_no_overlap(runs)
+            kill_after_publish_then_restart(
+                cluster, "ccs_beat.contrib.django.schedulers:SingletonDatabaseScheduler")
         finally:
             cluster.close()
+
+
+def test_a_redbeat_beat_killed_after_publishing_restarts_without_a_duplicate(tmp_path):
+    url = require_broker("redis")
+    store = "redis://127.0.0.1:6379/5"
+    cluster = Cluster(url, tmp_path, schedule={"long": ENTRY})
+    prefix = f"ccs-{cluster.uid}:"
+    cluster.settings = {"redbeat_redis_url": store, "redbeat_key_prefix": prefix,
+                        "redbeat_lock_timeout": 3}
+    try:
+        kill_after_publish_then_restart(
+            cluster, "ccs_beat.contrib.redbeat:SingletonRedBeatScheduler")
+    finally:
+        cluster.close()
+        client = redis.Redis.from_url(store)
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)

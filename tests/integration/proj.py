@@ -95,3 +95,16 @@ if not os.environ.get("CCS_TEST_NO_IMPORT"):
     def guarded(self, seconds: float, tag: str = "default") -> str:
         """A declared singleton: duplicates step aside on the worker."""
         return _body(self, seconds, tag)
+
+
+if os.environ.get("CCS_TEST_KILL_AFTER_PUBLISH"):
+    # Fault injection (tests/faults/test_beat_killed.py): this beat process
+    # kills itself with SIGKILL right after it published a task message --
+    # the worst moment, before it can save its ledger at the end of the burst.
+    from celery.signals import after_task_publish
+
+    @after_task_publish.connect(weak=False)
+    def _die_after_publish(sender=None, headers=None, **_kwargs) -> None:
+        print(f"fault injection: published {headers.get('id')}; killing beat", flush=True)
+        time.sleep(0.3)                    # let the socket hand the message to the broker
+        os.kill(os.getpid(), 9)

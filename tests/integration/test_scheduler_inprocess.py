@@ -102,3 +102,27 @@ def test_skipped_run_still_advances_the_schedule(scheduler):
     assert len(sched.ccs.ledger.entries["queued"]) == 1     # one emission only
     assert entry.total_run_count >= 3                       # 1 emitted + 2 skipped
     assert entry.last_run_at is not None
+
+
+def test_emission_is_in_the_journal_before_it_is_published(scheduler):
+    from celery.signals import before_task_publish
+
+    from ccs_beat.scheduler import journal_path, read_journal
+    _, sched = scheduler
+    seen_at_publish: list[tuple[str, list[str]]] = []
+
+    def look(sender=None, headers=None, **_):
+        ids = [r["emission"]["task_id"] for r in read_journal(journal_path(
+            sched.schedule_filename)) if "emission" in r]
+        seen_at_publish.append((headers["id"], ids))
+
+    before_task_publish.connect(look, weak=False)
+    try:
+        tick_until(sched, lambda: seen_at_publish)
+    finally:
+        before_task_publish.disconnect(look)
+    task_id, journal = seen_at_publish[0]
+    assert task_id in journal
+    sched.tick()                                    # the burst ends: ledger saved
+    assert read_journal(journal_path(sched.schedule_filename)) == []
+    assert task_id in [e.task_id for e in sched.ccs.ledger.entries["queued"]]

@@ -123,3 +123,68 @@ def test_forget_drops_entries_that_left_the_schedule():
     ledger.set_pending("gone", True)
     ledger.forget(["kept"])
     assert set(ledger.entries) == {"kept"} and ledger.pending == set()
+
+
+# -- the write-ahead journal -----------------------------------------------------
+
+
+def test_a_journal_record_replayed_into_a_state_saved_before_it_restores_the_emission():
+    saved = Ledger().to_state()                      # the last save, before the send
+    live = Ledger.from_state(saved)
+    record = live.note_sending("gc", emission("sent-then-killed"))
+
+    recovered = Ledger.from_state(saved)
+    assert recovered.replay([record]) == 1
+    assert [e.task_id for e in recovered.entries["gc"]] == ["sent-then-killed"]
+    assert recovered.outstanding("gc", snapshot(), NOW)[0][1] is Status.QUEUED
+
+
+def test_records_already_in_the_saved_state_are_not_applied_twice():
+    live = Ledger()
+    first = live.note_sending("gc", emission("a"))
+    saved = live.to_state()                          # includes record 1
+    second = live.note_sending("gc", emission("b"))
+
+    recovered = Ledger.from_state(saved)
+    assert recovered.replay([second, first]) == 1    # order in the store does not matter
+    assert [e.task_id for e in recovered.entries["gc"]] == ["a", "b"]
+    assert recovered.seq == 2
+
+
+def test_a_record_is_not_resurrected_after_the_state_saw_it_finish():
+    live = Ledger()
+    record = live.note_sending("gc", emission("done", expires_at=NOW - 1))
+    live.outstanding("gc", snapshot(), NOW)          # expired unseen: forgotten
+    saved = live.to_state()                          # the journal was not emptied (killed)
+
+    recovered = Ledger.from_state(saved)
+    assert recovered.replay([record]) == 0
+    assert "gc" not in recovered.entries
+
+
+def test_a_withdrawn_send_is_not_outstanding_after_replay():
+    live = Ledger()
+    sent = live.note_sending("gc", emission("failed-publish"))
+    withdrawn = live.withdraw("gc", "failed-publish")
+    assert "gc" not in live.entries
+
+    recovered = Ledger()
+    recovered.replay([sent, withdrawn])
+    assert "gc" not in recovered.entries and recovered.seq == 2
+
+
+def test_damaged_journal_records_are_skipped_and_the_rest_applied():
+    live = Ledger()
+    good = live.note_sending("gc", emission("ok"))
+    garbage = [None, "text", {"seq": "1"}, {"seq": 5, "entry": "gc", "emission": {"x": 1}}]
+
+    recovered = Ledger()
+    assert recovered.replay([*garbage, good]) == 1
+    assert [e.task_id for e in recovered.entries["gc"]] == ["ok"]
+
+
+def test_the_sequence_number_survives_a_save_and_a_load():
+    live = Ledger()
+    for i in range(3):
+        live.note_sending("gc", emission(str(i)))
+    assert Ledger.from_state(json.loads(json.dumps(live.to_state()))).seq == 3

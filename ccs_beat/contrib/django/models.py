@@ -152,3 +152,22 @@ class SingletonLedger(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class SingletonJournal(models.Model):
+    """Write-ahead records of emissions not yet in the saved ledger.
+
+    Beat inserts one row before each singleton message is published and
+    deletes them when it saves :class:`SingletonLedger` (same transaction), so
+    a beat killed in between replays them at start instead of forgetting a
+    message that may still be queued."""
+
+    ledger = models.CharField(max_length=100, db_index=True)
+    seq = models.BigIntegerField()
+    record = models.JSONField()
+
+    class Meta:
+        verbose_name = "singleton ledger journal record"
+
+    def __str__(self) -> str:
+        return f"{self.ledger} #{self.seq}"

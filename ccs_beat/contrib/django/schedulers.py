@@ -19,7 +19,9 @@ What differs from the stock scheduler, and why:
   ``total_run_count``: the count is of runs actually sent, so a ``one_off``
   task that was skipped is not disabled before it ever ran;
 * the ledger lives in the ``SingletonLedger`` table and each decision is
-  written to ``SingletonDecision`` for the admin, both at the end of a burst.
+  written to ``SingletonDecision`` for the admin, both at the end of a burst;
+  each emission is first inserted into ``SingletonJournal`` (write-ahead), and
+  saving the ledger deletes those rows in the same transaction.
 """
 
 from __future__ import annotations
@@ -39,13 +41,27 @@ from ...identity import task_key
 from ...ledger import Ledger
 from ...policy import DEFAULT_POLICY, Policy, load_settings, parse_policy
 from ...scheduler import SingletonSchedulerMixin
-from .models import SingletonDecision, SingletonLedger, SingletonSettings
+from .models import SingletonDecision, SingletonJournal, SingletonLedger, SingletonSettings
 from .options import key_to_text
 
 logger = logging.getLogger("ccs_beat")
 
 #: primary key of this beat's row in SingletonLedger
 LEDGER_NAME = "default"
+
+
+def read_ledger(name: str = LEDGER_NAME) -> Ledger:
+    """The ledger saved in the database with its journal replayed."""
+    with transaction.atomic():
+        row = SingletonLedger.objects.filter(name=name).first()
+        journal = list(SingletonJournal.objects.filter(ledger=name)
+                       .order_by("seq").values_list("record", flat=True))
+    ledger = Ledger.from_state(row.state if row is not None else None)
+    replayed = ledger.replay(journal)
+    if replayed:
+        logger.info("ccs_beat: recovered %d emission record(s) from the journal table",
+                    replayed)
+    return ledger
 
 
 def row_option(model: PeriodicTask) -> Any:
@@ -148,13 +164,18 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
     # -- ledger and decisions --------------------------------------------------------
 
     def ccs_load_ledger(self) -> Ledger:
-        row = SingletonLedger.objects.filter(name=LEDGER_NAME).first()
-        return Ledger.from_state(row.state if row is not None else None)
+        return read_ledger()   # the journal is replayed here
 
     def ccs_save_ledger(self, ledger: Ledger) -> None:
         close_old_connections()
-        SingletonLedger.objects.update_or_create(name=LEDGER_NAME,
-                                                 defaults={"state": ledger.to_state()})
+        with transaction.atomic():
+            SingletonLedger.objects.update_or_create(name=LEDGER_NAME,
+                                                     defaults={"state": ledger.to_state()})
+            SingletonJournal.objects.filter(ledger=LEDGER_NAME).delete()
+
+    def ccs_journal_append(self, record: dict[str, Any]) -> None:
+        close_old_connections()
+        SingletonJournal.objects.create(ledger=LEDGER_NAME, seq=record["seq"], record=record)
 
     def ccs_on_decision(self, entry: Any, verdict: Verdict, task_id: str | None) -> None:
         model = getattr(entry, "model", None)
