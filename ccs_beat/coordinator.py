@@ -65,6 +65,15 @@ def entry_arguments(entry: Any) -> tuple[list[Any], dict[str, Any], bool]:
     return args, kwargs, had_lazy
 
 
+def due_since(entry: Any) -> float | None:
+    """Wall-clock time at which a due entry became due (None: cannot tell)."""
+    try:
+        remaining = entry.schedule.remaining_estimate(entry.last_run_at)
+        return time.time() + remaining.total_seconds()
+    except Exception:  # noqa: BLE001 - exotic schedule: treat it as due just now
+        return None
+
+
 def describe_entry(name: str) -> str:
     return f"beat entry {name!r}"
 
@@ -83,7 +92,8 @@ class Coordinator:
         self.ledger = ledger if ledger is not None else Ledger()
         self._names = names
         self._snapshot: Snapshot | None = None
-        self._snapshot_at = 0.0
+        self._snapshot_at = 0.0      # monotonic, when the read began
+        self._snapshot_wall = 0.0    # wall clock, when the read began
         self._next_poll = 0.0
         self._policies: dict[tuple[str, str], Policy] = {}
         self._judged: dict[str, Verdict] = {}
@@ -136,16 +146,25 @@ class Coordinator:
 
     # -- cluster reads --------------------------------------------------------
 
-    def snapshot(self) -> Snapshot:
-        """The burst's cluster read: reused until the burst ends or it gets old."""
-        now = time.monotonic()
-        if (self._snapshot is not None
-                and now - self._snapshot_at <= self.settings.burst_max_age):
-            return self._snapshot
+    def snapshot(self, due_at: float | None = None) -> Snapshot:
+        """The burst's cluster read, shared by every entry due in the burst.
+
+        An entry that was already due (``due_at``, wall clock) when the read
+        began is decided by it however long the burst takes: that is the
+        decision an instantaneous burst would have made, and everything this
+        beat sent since is in the ledger. An entry that became due later
+        reuses the read only while it is younger than ``burst_max_age``. So a
+        burst of 10,000 entries, which stock beat takes minutes to send, still
+        costs one broadcast."""
+        if self._snapshot is not None:
+            fresh = time.monotonic() - self._snapshot_at <= self.settings.burst_max_age
+            if fresh or (due_at is not None and due_at <= self._snapshot_wall):
+                return self._snapshot
         wanted = self._names() if self._names is not None else None
         names = set(wanted) if wanted is not None else None   # None: every task name
+        wall, started = time.time(), time.monotonic()
         snap = self.reader.read(names)
-        self._snapshot, self._snapshot_at = snap, now
+        self._snapshot, self._snapshot_at, self._snapshot_wall = snap, started, wall
         logger.debug("ccs_beat: cluster read: %s", snap.summary())
         return snap
 
@@ -187,7 +206,7 @@ class Coordinator:
             logger.error("ccs_beat: %s; sending it without the singleton check", exc)
             return self._remember(entry, Verdict(policy, None, None))
         try:
-            snap = self.snapshot()
+            snap = self.snapshot(None if buffered else due_since(entry))
             now = time.time()
             outstanding = self.ledger.outstanding(entry.name, snap, now, self._result_ready())
             matches = [] if snap.failure else snap.index(policy.key).get(key, [])

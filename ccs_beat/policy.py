@@ -163,8 +163,9 @@ class Settings:
         inspect_timeout: longest wait for workers' replies to one cluster read.
         worker_expiry: a worker that has not answered for this long is
             presumed gone (unless Celery's heartbeats say so sooner).
-        burst_max_age: a cluster read is reused for the rest of a burst of due
-            entries, but never once older than this.
+        burst_max_age: a cluster read serves every entry that was already
+            due when it began, however long the burst lasts; an entry that
+            became due later reuses it only while it is younger than this.
         buffer_poll_interval: how often a ``buffer_one`` entry with a
             remembered run re-reads the cluster to see if its blocker ended.
         guard_delay: the worker guard's settle delay ``D`` before it reads.

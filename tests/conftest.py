@@ -70,3 +70,34 @@ def make_cluster(tmp_path: Path, broker: str) -> Iterator:
     yield factory
     for cluster in clusters:
         cluster.close()
+
+
+#: redbeat's store in the redbeat tests (its own Redis database)
+REDBEAT_DB = "redis://127.0.0.1:6379/5"
+
+
+@pytest.fixture
+def redbeat_cluster(tmp_path):
+    """Factory of Clusters on Redis set up for redbeat: each has its own key
+    prefix (and so its own lock), queue and control exchange; its keys are
+    deleted at the end."""
+    broker = require_broker("redis")
+    clusters = []
+
+    def factory(schedule=None, **settings):
+        cluster = Cluster(broker, tmp_path, schedule=schedule)
+        prefix = f"ccs-{cluster.uid}:"
+        cluster.settings = {"redbeat_redis_url": REDBEAT_DB, "redbeat_key_prefix": prefix,
+                            **settings}
+        clusters.append(cluster)
+        return cluster
+
+    yield factory
+    import redis
+    client = redis.Redis.from_url(REDBEAT_DB)
+    for cluster in clusters:
+        cluster.close()
+        prefix = cluster.settings["redbeat_key_prefix"]
+        keys = list(client.scan_iter(match=f"{prefix}*"))
+        if keys:
+            client.delete(*keys)

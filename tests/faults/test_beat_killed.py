@@ -15,9 +15,8 @@ import os
 import re
 
 import pytest
-import redis
 
-from tests.conftest import BROKERS, require_broker
+from tests.conftest import BROKERS
 from tests.dj.pg import django_env, django_shell, fresh_database, migrate, require_postgres
 from tests.integration import beatlog
 from tests.integration.harness import REPO, Cluster, assert_no_overlap, wait_until
@@ -84,19 +83,8 @@ def test_a_django_beat_killed_after_publishing_restarts_without_a_duplicate(tmp_
             cluster.close()
 
 
-def test_a_redbeat_beat_killed_after_publishing_restarts_without_a_duplicate(tmp_path):
-    url = require_broker("redis")
-    store = "redis://127.0.0.1:6379/5"
-    cluster = Cluster(url, tmp_path, schedule={"long": ENTRY})
-    prefix = f"ccs-{cluster.uid}:"
-    cluster.settings = {"redbeat_redis_url": store, "redbeat_key_prefix": prefix,
-                        "redbeat_lock_timeout": 3}
-    try:
-        kill_after_publish_then_restart(
-            cluster, "ccs_beat.contrib.redbeat:SingletonRedBeatScheduler")
-    finally:
-        cluster.close()
-        client = redis.Redis.from_url(store)
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
+def test_a_redbeat_beat_killed_after_publishing_restarts_without_a_duplicate(redbeat_cluster):
+    cluster = redbeat_cluster(redbeat_lock_timeout=3)
+    cluster.schedule = {"long": ENTRY}
+    kill_after_publish_then_restart(
+        cluster, "ccs_beat.contrib.redbeat:SingletonRedBeatScheduler")

@@ -2,19 +2,23 @@
 
 RabbitMQ: ``rabbitmqctl stop_app`` / ``start_app`` (the node process stays, the
 broker closes every connection and refuses new ones while it is down).
+Redis: ``SHUTDOWN NOSAVE`` and a new ``redis-server`` with the options the
+machine's server is started with (it keeps nothing on disk, so every queue
+and binding is gone when it comes back -- the harsher case).
 Beat survives, reconnects and resumes deciding; no two bodies overlap. The
 time from the broker's return to beat's next decision is printed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 import time
 
 import pytest
 
-from tests.conftest import BROKERS, require_broker
+from tests.conftest import BROKERS, reachable, require_broker
 from tests.integration import beatlog
 from tests.integration.harness import Cluster, assert_no_overlap, wait_until
 
@@ -25,21 +29,81 @@ def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=120)
 
 
-def broker_answers() -> bool:
+REDIS_SERVER = ["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1",
+                "--port", "6379", "--save", "", "--appendonly", "no"]
+
+
+def broker_answers(name: str) -> bool:
     from kombu import Connection
     try:
-        with Connection(BROKERS["amqp"][0], connect_timeout=2) as conn:
+        with Connection(BROKERS[name][0], connect_timeout=2) as conn:
             conn.ensure_connection(max_retries=1)
         return True
     except Exception:  # noqa: BLE001 - not up yet
         return False
 
 
-def test_beat_survives_a_rabbitmq_restart_and_resumes_deciding(tmp_path, capsys):
-    require_broker("amqp")
-    if shutil.which("rabbitmqctl") is None:
-        pytest.skip("rabbitmqctl is not installed here")
-    cluster = Cluster(BROKERS["amqp"][0], tmp_path, schedule={
+def restart_rabbitmq(down_for: float) -> float:
+    """Stop and start the broker; return when it was started again."""
+    try:
+        rabbitmqctl("stop_app")
+        time.sleep(down_for)
+    finally:
+        rabbitmqctl("start_app")
+    up_at = time.time()
+    rabbitmqctl("await_startup")
+    return up_at
+
+
+def restart_redis(down_for: float) -> float:
+    """Shut the server down and start a new one; return when it listened again."""
+    import redis
+    client = redis.Redis(host="127.0.0.1", port=6379, socket_timeout=5)
+    try:
+        with contextlib.suppress(redis.exceptions.ConnectionError):
+            client.shutdown(nosave=True)           # the server closes the connection
+        wait_until(lambda: not reachable(("127.0.0.1", 6379)), 20, what="Redis to stop")
+        time.sleep(down_for)
+    finally:
+        # always bring it back, or every later test on Redis fails
+        if not reachable(("127.0.0.1", 6379)):
+            subprocess.run(REDIS_SERVER, check=True, capture_output=True, timeout=30)
+        wait_until(lambda: reachable(("127.0.0.1", 6379)), 30, interval=0.05,
+                   what="Redis to start")
+    up_at = time.time()
+    settle_redis_clients()
+    return up_at
+
+
+def settle_redis_clients() -> None:
+    """After a Redis restart the first broadcast from this process fails once
+    ("Connection closed by server"), even on a new app; take that hit here so
+    the tests that run after this one in the same process do not."""
+    from celery import Celery
+
+    def one_ping() -> bool:
+        app = Celery("ccs-settle", broker=BROKERS["redis"][0])
+        app.conf.control_exchange = "ccs-settle"
+        try:
+            app.control.ping(timeout=0.2)
+            return True
+        except Exception:  # noqa: BLE001 - the one failure this absorbs
+            return False
+        finally:
+            app.close()
+    wait_until(one_ping, 30, interval=0.2, what="a clean broadcast after the restart")
+
+
+RESTARTS = {"amqp": ("rabbitmqctl", restart_rabbitmq), "redis": ("redis-server", restart_redis)}
+
+
+@pytest.mark.parametrize("name", ["amqp", "redis"])
+def test_beat_survives_a_broker_restart_and_resumes_deciding(tmp_path, capsys, name):
+    require_broker(name)
+    tool, restart = RESTARTS[name]
+    if shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed here")
+    cluster = Cluster(BROKERS[name][0], tmp_path, schedule={
         "long": {"task": "tests.sleep", "schedule": 1.0, "args": [4],
                  "kwargs": {"tag": "long"}, "options": {"singleton": True}}})
     try:
@@ -48,15 +112,10 @@ def test_beat_survives_a_rabbitmq_restart_and_resumes_deciding(tmp_path, capsys)
         wait_until(lambda: beatlog.skipped(beat.text(), "long"), 40, what="a first skip")
 
         down_at = time.time()
-        try:
-            rabbitmqctl("stop_app")
-            time.sleep(3)
-        finally:
-            rabbitmqctl("start_app")
-        up_at = time.time()
-        # wait until the node accepts connections again (bounded)
-        rabbitmqctl("await_startup")
-        wait_until(broker_answers, 60, interval=0.5, what="RabbitMQ to accept connections")
+        up_at = restart(3.0)
+        # wait until the broker accepts connections again (bounded)
+        wait_until(lambda: broker_answers(name), 60, interval=0.5,
+                   what=f"{name} to accept connections")
 
         def decided_after_restart():
             return [e for e in beatlog.events(beat.text(), "long") if e.at > up_at]
@@ -64,7 +123,7 @@ def test_beat_survives_a_rabbitmq_restart_and_resumes_deciding(tmp_path, capsys)
                    what="beat to decide again after the restart")
         resumed = decided_after_restart()[0].at - up_at
         with capsys.disabled():
-            print(f"\n[fault] RabbitMQ down {up_at - down_at:.1f}s; beat decided again "
+            print(f"\n[fault] {name} down {up_at - down_at:.1f}s; beat decided again "
                   f"{resumed:.1f}s after it came back ({decided_after_restart()[0].kind})")
         assert beat.alive()
         wait_until(lambda: [r for r in cluster.finished_runs("long") if r.start > up_at], 90,

@@ -13,38 +13,13 @@ import subprocess
 import sys
 from datetime import timedelta
 
-import pytest
 import redis
 
-from tests.conftest import require_broker
+from tests.conftest import REDBEAT_DB
 from tests.integration import beatlog
-from tests.integration.harness import Cluster, assert_no_overlap, wait_until
+from tests.integration.harness import assert_no_overlap, wait_until
 
 SCHEDULER = "ccs_beat.contrib.redbeat:SingletonRedBeatScheduler"
-REDBEAT_DB = "redis://127.0.0.1:6379/5"
-
-
-@pytest.fixture
-def redbeat_cluster(tmp_path):
-    broker = require_broker("redis")
-    clusters = []
-
-    def factory(schedule=None, **settings):
-        cluster = Cluster(broker, tmp_path, schedule=schedule)
-        prefix = f"ccs-{cluster.uid}:"
-        cluster.settings = {"redbeat_redis_url": REDBEAT_DB, "redbeat_key_prefix": prefix,
-                            **settings}
-        clusters.append(cluster)
-        return cluster
-
-    yield factory
-    client = redis.Redis.from_url(REDBEAT_DB)
-    for cluster in clusters:
-        cluster.close()
-        prefix = cluster.settings["redbeat_key_prefix"]
-        keys = list(client.scan_iter(match=f"{prefix}*"))
-        if keys:
-            client.delete(*keys)
 
 
 def start_workers(cluster, count=2, concurrency=2):

@@ -158,3 +158,39 @@ def test_identical_task_on_a_worker_blocks_and_one_read_serves_the_burst(app):
     ccs.end_burst()
     ccs.judge(make_entry(app, "same", args=(1,)))
     assert ccs.reader.reads == 2
+
+
+def due_entry(app, name, overdue):
+    """An entry due every 60 s whose due time passed ``overdue`` seconds ago."""
+    entry = make_entry(app, name)
+    entry.last_run_at = app.now() - timedelta(seconds=60 + overdue)
+    return entry
+
+
+def test_a_long_burst_decides_entries_due_before_the_read_from_that_read(app, monkeypatch):
+    import ccs_beat.coordinator as module
+    clock = {"mono": 1000.0}
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock["mono"])
+    ccs = coordinator(app)
+    ccs.judge(due_entry(app, "first", overdue=1))
+    clock["mono"] += ccs.settings.burst_max_age + 60    # stock beat is slow at 10,000 entries
+
+    ccs.judge(due_entry(app, "due-before-the-read", overdue=5))
+    assert ccs.reader.reads == 1
+
+    ccs.judge(due_entry(app, "due-after-the-read", overdue=-30))
+    assert ccs.reader.reads == 2                        # old read, newer due time: read again
+
+
+def test_a_read_older_than_burst_max_age_is_refreshed_for_an_entry_due_since(app, monkeypatch):
+    import ccs_beat.coordinator as module
+    clock = {"mono": 1000.0}
+    monkeypatch.setattr(module.time, "monotonic", lambda: clock["mono"])
+    ccs = coordinator(app)
+    ccs.judge(due_entry(app, "a", overdue=1))
+    clock["mono"] += ccs.settings.burst_max_age / 2
+    ccs.judge(due_entry(app, "b", overdue=-0.5))        # became due after the read, read young
+    assert ccs.reader.reads == 1
+    clock["mono"] += ccs.settings.burst_max_age
+    ccs.judge(due_entry(app, "c", overdue=-0.5))
+    assert ccs.reader.reads == 2

@@ -46,6 +46,8 @@ from .options import key_to_text
 
 logger = logging.getLogger("ccs_beat")
 
+_UNSET = object()
+
 #: primary key of this beat's row in SingletonLedger
 LEDGER_NAME = "default"
 
@@ -95,6 +97,14 @@ class SingletonModelEntry(ModelEntry):
 
     def __init__(self, model: PeriodicTask, app: Any = None) -> None:
         super().__init__(model, app=app)
+        # ModelEntry.__next__ builds a new entry around the same model after
+        # every run: validate a row once per model instance loaded from the
+        # database (a reload brings new instances), not on every run
+        cached = model.__dict__.get("_ccs_option", _UNSET)
+        if cached is not _UNSET:
+            if cached is not None:
+                self.options[OPTION] = cached
+            return
         try:
             option = row_option(model)
         except ConfigurationError as exc:
@@ -102,6 +112,7 @@ class SingletonModelEntry(ModelEntry):
                          "singleton settings are fixed", exc)
             # DatabaseScheduler.all_as_schedule() leaves out entries that raise ValueError
             raise ValueError(str(exc)) from exc
+        model.__dict__["_ccs_option"] = option
         if option is not None:
             self.options[OPTION] = option
 
@@ -156,6 +167,7 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
             entry = (self._schedule or {}).get(name)
             if entry is not None:
                 entry.options[OPTION] = mapping[name]["options"][OPTION]
+                entry.model.__dict__["_ccs_option"] = entry.options[OPTION]
 
     def _ccs_task_names(self) -> set[str]:
         # self.schedule would ask the database whether anything changed
