@@ -138,12 +138,13 @@ class SingletonSchedulerMixin:
         entry = self.reserve(entry) if advance else entry  # type: ignore[attr-defined]
         sending, verdict, expires_at = ccs.prepare(entry)
         record = ccs.write_ahead(entry, sending, verdict, expires_at)
-        if record is not None:
-            self._ccs_journal(record)
         try:
+            if record is not None:
+                self._ccs_journal(record)
             result = super().apply_async(sending, producer=producer,  # type: ignore[misc]
                                          advance=False, **kwargs)
         except Exception:
+            # not published: do not wait for it (a withdrawn id is never sent)
             if record is not None:
                 self._ccs_journal(ccs.withdraw(entry, sending.options["task_id"]))
             raise

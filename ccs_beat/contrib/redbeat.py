@@ -86,7 +86,7 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
     queued or running. See the module docstring."""
 
     _ccs_ledger_fresh = False
-    _ccs_journal: tuple[Any, str] | None = None
+    _ccs_journal_client: tuple[Any, str] | None = None
     #: task names of the entries loaded by the current tick (None: outside a tick)
     _ccs_tick_tasks: set[str] | None = None
 
@@ -140,9 +140,9 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
     def ccs_journal_append(self, record: dict[str, Any]) -> None:
         # once per emission: redbeat's get_redis() re-checks the app's
         # configuration on every call (about 0.5 ms), so keep the client and key
-        if self._ccs_journal is None:
-            self._ccs_journal = (get_redis(self.app), journal_key(self.app))
-        client, key = self._ccs_journal
+        if self._ccs_journal_client is None:
+            self._ccs_journal_client = (get_redis(self.app), journal_key(self.app))
+        client, key = self._ccs_journal_client
         client.rpush(key, json.dumps(record))
 
     # -- the redbeat path ----------------------------------------------------------

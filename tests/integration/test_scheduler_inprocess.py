@@ -126,3 +126,41 @@ def test_emission_is_in_the_journal_before_it_is_published(scheduler):
     sched.tick()                                    # the burst ends: ledger saved
     assert read_journal(journal_path(sched.schedule_filename)) == []
     assert task_id in [e.task_id for e in sched.ccs.ledger.entries["queued"]]
+
+
+def test_a_publish_that_fails_is_withdrawn_so_the_next_run_is_not_blocked(make_cluster,
+                                                                           caplog):
+    from ccs_beat.scheduler import journal_path, read_journal
+    cluster = make_cluster(
+        schedule={"broken": {"task": "tests.sleep", "schedule": 0.5, "args": [0],
+                             "options": {"singleton": {"expires": 30},
+                                         "serializer": "no-such-serializer"}}},
+        settings={"ccs_beat_inspect_timeout": 0.3})
+    app = cluster.app
+    app.conf.beat_schedule = cluster.schedule
+    sched = SingletonScheduler(app=app, schedule_filename=str(cluster.dir / "schedule"))
+    skipped: list[str] = []
+
+    def on_skip(sender=None, decision=None, **_):
+        skipped.append(decision.reason)
+
+    def failures() -> int:
+        return sum("No encoder installed" in r.getMessage() for r in caplog.records)
+    entry_skipped.connect(on_skip, weak=False)
+    try:
+        # each due run is judged "emit", journaled, fails to publish, is withdrawn
+        tick_until(sched, lambda: failures() >= 3)
+        sched.tick()
+    finally:
+        entry_skipped.disconnect(on_skip)
+        sched.close()
+    assert skipped == []          # a failed publish never blocks the next run
+    assert "broken" not in sched.ccs.ledger.entries
+    # what a restarted beat would load: nothing outstanding for the entry
+    records = read_journal(journal_path(sched.schedule_filename))
+    reloaded = SingletonScheduler(app=app, schedule_filename=str(cluster.dir / "schedule"))
+    try:
+        assert "broken" not in reloaded.ccs.ledger.entries, records
+        assert reloaded.ccs.ledger.seq >= 6          # 3 journaled sends + 3 withdrawals
+    finally:
+        reloaded.close()
