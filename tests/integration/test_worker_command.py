@@ -31,7 +31,9 @@ def test_worker_started_with_the_celery_command_serves_the_read_without_importin
     assert view.now is not None and view.tasks[0].age is not None
 
 
-def test_read_returns_before_the_timeout_once_every_known_worker_answered(make_cluster):
+def test_read_returns_before_the_timeout_once_every_known_worker_answered(make_cluster,
+                                                                         caplog):
+    caplog.set_level("INFO", logger="ccs_beat")
     cluster = make_cluster()
     cluster.start_worker("w1")
     cluster.start_worker("w2")
@@ -44,4 +46,7 @@ def test_read_returns_before_the_timeout_once_every_known_worker_answered(make_c
         cluster.hostname("w1"), cluster.hostname("w2")}
     assert first.elapsed >= 5.0
     assert second.elapsed < 5.0 and second.incomplete_reason() is None
-    assert reader.broadcasts == 2
+    # one broadcast per read, plus the reader's single retry when kombu's
+    # filesystem transport hands it a half-written reply file (seen in CI)
+    retries = sum("retrying once" in r.getMessage() for r in caplog.records)
+    assert reader.reads == 2 and reader.broadcasts == 2 + retries
