@@ -109,15 +109,17 @@ class Ledger:
 
     def withdraw(self, entry: str, task_id: str) -> dict[str, Any]:
         """Forget an emission whose publish failed; return its journal record."""
-        items = self.entries.get(entry, [])
-        kept = [e for e in items if e.task_id != task_id]
+        self._drop(entry, task_id)
+        self.dirty = True
+        self.seq += 1
+        return {"seq": self.seq, "entry": entry, "withdraw": task_id}
+
+    def _drop(self, entry: str, task_id: str) -> None:
+        kept = [e for e in self.entries.get(entry, []) if e.task_id != task_id]
         if kept:
             self.entries[entry] = kept
         else:
             self.entries.pop(entry, None)
-        self.dirty = True
-        self.seq += 1
-        return {"seq": self.seq, "entry": entry, "withdraw": task_id}
 
     def replay(self, records: Iterable[Any]) -> int:
         """Apply journal records newer than this state; return how many applied.
@@ -131,12 +133,7 @@ class Ledger:
             entry = str(record.get("entry"))
             try:
                 if "withdraw" in record:
-                    task_id = str(record["withdraw"])
-                    kept = [e for e in self.entries.get(entry, []) if e.task_id != task_id]
-                    if kept:
-                        self.entries[entry] = kept
-                    else:
-                        self.entries.pop(entry, None)
+                    self._drop(entry, str(record["withdraw"]))
                 else:
                     emission = Emission.from_dict(record["emission"])
                     if all(e.task_id != emission.task_id
