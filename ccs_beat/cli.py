@@ -24,20 +24,25 @@ def ccs() -> None:
 
 
 @ccs.command(cls=CeleryCommand)
+@click.option("--scheduler", default=None,
+              help="The beat's scheduler, as given to beat -S, whose stored entries "
+                   "(Django rows, redbeat entries) to check too (default: the "
+                   "beat_scheduler setting).")
 @click.pass_context
-def check(ctx: click.Context) -> None:
-    """Validate ccs_beat settings and every beat_schedule entry's singleton option."""
+def check(ctx: click.Context, scheduler: str | None) -> None:
+    """Validate ccs_beat settings, every beat_schedule entry's singleton option, and
+    the entries the scheduler stores (django-celery-beat rows, redbeat entries)."""
+    from .checks import check_app
+
     app = ctx.obj.app
-    try:
-        coordinator = Coordinator(app, sender=None, ledger=Ledger())
-        entries = {name: _Entry(name, spec) for name, spec in
-                   (app.conf.beat_schedule or {}).items()}
-        policies = coordinator.validate(entries)
-    except ConfigurationError as exc:
-        click.echo(str(exc), err=True)
-        sys.exit(1)
-    for name, policy in sorted(policies.items()):
+    app.loader.import_default_modules()   # Django is set up; tasks declare policies
+    report = check_app(app, scheduler)
+    for name, policy in sorted(report.policies.items()):
         click.echo(f"{name}: {policy.describe() if policy.checked else 'not checked (allow)'}")
+    for problem in report.problems:
+        click.echo(problem, err=True)
+    if report.problems:
+        sys.exit(1)
 
 
 @ccs.command(cls=CeleryCommand)
@@ -101,13 +106,3 @@ def status(ctx: click.Context, as_json: bool, timeout: float | None,
     if report.failure:
         sys.exit(2)
 
-
-class _Entry:
-    """The few attributes of a beat_schedule dict that validation reads."""
-
-    def __init__(self, name: str, spec: dict) -> None:
-        self.name = name
-        self.task = spec.get("task")
-        self.args = spec.get("args") or ()
-        self.kwargs = spec.get("kwargs") or {}
-        self.options = spec.get("options") or {}

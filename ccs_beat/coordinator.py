@@ -107,8 +107,11 @@ class Coordinator:
         cache_key = (name, repr(raw))
         policy = self._policies.get(cache_key)
         if policy is None:
+            # an entry's options may come from a database row or Redis: only
+            # key functions registered in code may be named
             policy = parse_policy(raw, default=self.settings.default_policy,
-                                  where=f"{describe_entry(name)}: {OPTION}")
+                                  where=f"{describe_entry(name)}: {OPTION}",
+                                  functions=self.settings.key_functions)
             self._policies[cache_key] = policy
         return policy
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
 from kombu.utils.imports import symbol_by_name
 
@@ -38,7 +38,9 @@ class KeySpec:
 
     ``kind`` is one of ``"args"``, ``"name"``, ``"kwargs"`` (only the named
     keyword arguments, like celery-singleton's ``unique_on``) or ``"callable"``
-    (a user function ``(name, args, kwargs) -> str`` found by dotted path).
+    (a user function ``(name, args, kwargs) -> str``; ``path`` is the text that
+    named it: a short name registered in ``ccs_beat_key_functions``, or a dotted
+    path written in code).
     """
 
     kind: str = KEY_ARGS
@@ -65,10 +67,65 @@ class KeySpec:
 DEFAULT_KEY = KeySpec()
 
 
-def parse_key_spec(value: Any, *, where: str) -> KeySpec:
+#: the setting that registers the key functions stored text may name
+KEY_FUNCTIONS_SETTING = "ccs_beat_key_functions"
+
+#: words that cannot be the short name of a registered key function
+RESERVED_NAMES = (KEY_ARGS, KEY_NAME, "kwargs")
+
+
+@dataclass(frozen=True)
+class KeyFunctions:
+    """The key functions the application named in its own code.
+
+    A ``key`` read from a database row or a Redis entry is data: whoever can
+    write that row must not choose what beat (or the web process) imports and
+    calls -- ``os.execve`` with the task name and arguments they also choose is
+    a shell. Such text may name a function only through this registry:
+
+    * ``named``: short name -> dotted path or function, from the
+      ``ccs_beat_key_functions`` setting (a stored ``"tenant"`` means the
+      function registered as ``"tenant"``);
+    * ``paths``: dotted paths written in code (a ``beat_schedule`` entry's
+      ``key``, ``ccs_beat_default_policy``, or a path registered in
+      ``named``), which schedulers copy into their rows and Redis entries.
+
+    Nothing is imported here; :func:`parse_key_spec` imports the code-given
+    path only once stored text has matched it.
+    """
+
+    named: tuple[tuple[str, str | KeyFunction], ...] = ()
+    paths: frozenset[str] = frozenset()
+
+    def find(self, text: str) -> str | KeyFunction | None:
+        """What ``text`` names in the registry (a path or a function), or None."""
+        for short, target in self.named:
+            if text == short:
+                return target
+        if text in self.paths:
+            return text
+        return None
+
+    def with_paths(self, paths: Iterable[str]) -> KeyFunctions:
+        return replace(self, paths=self.paths | frozenset(paths))
+
+
+NO_KEY_FUNCTIONS = KeyFunctions()
+
+
+def _is_path(text: str) -> bool:
+    return "." in text or ":" in text
+
+
+def parse_key_spec(value: Any, *, where: str, functions: KeyFunctions = NO_KEY_FUNCTIONS,
+                   from_code: bool = False) -> KeySpec:
     """Turn a user's ``key`` value into a :class:`KeySpec`, or raise.
 
     ``where`` names the entry or setting so that the error points at it.
+    ``from_code`` says the value was written in Python code (a setting, a task
+    declaration): only then may a dotted path that no registry knows be
+    imported. Everything else -- a Django row, a Redis entry, a ``beat_schedule``
+    copied into them -- may name a function only through ``functions``.
     """
     if isinstance(value, KeySpec):
         return value
@@ -77,34 +134,87 @@ def parse_key_spec(value: Any, *, where: str) -> KeySpec:
     if value == KEY_NAME:
         return KeySpec(kind=KEY_NAME)
     if isinstance(value, (list, tuple)):
-        names = tuple(value)
-        if not names:
-            raise ConfigurationError(
-                f"{where}: key is an empty list; list at least one keyword argument name, "
-                "or use 'name' to ignore all arguments")
-        bad = [n for n in names if not isinstance(n, str) or not n.isidentifier()]
-        if bad:
-            raise ConfigurationError(
-                f"{where}: key list must hold keyword argument names, got {bad!r}")
-        if len(set(names)) != len(names):
-            raise ConfigurationError(f"{where}: key list {list(names)!r} repeats a name")
-        return KeySpec(kind="kwargs", kwargs=tuple(sorted(names)))
-    if callable(value):
+        return _kwargs_spec(value, where)
+    if callable(value):   # a function object is never stored text
         path = f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', '?')}"
         return KeySpec(kind="callable", path=path, func=value)
-    if isinstance(value, str) and ("." in value or ":" in value):
-        try:
-            func = symbol_by_name(value)
-        except (ImportError, AttributeError, ValueError, TypeError) as exc:
+    if isinstance(value, str):
+        target = functions.find(value)
+        if target is None and from_code and _is_path(value):
+            target = value
+        if target is not None:
+            return KeySpec(kind="callable", path=value, func=_load(target, where))
+        if _is_path(value):
             raise ConfigurationError(
-                f"{where}: key function {value!r} cannot be imported: {exc}") from exc
-        if not callable(func):
-            raise ConfigurationError(f"{where}: key {value!r} is not callable")
-        return KeySpec(kind="callable", path=value, func=func)
+                f"{where}: key function {value!r} is not registered; a key read from a "
+                "database row or a Redis entry may name only 'args', 'name', keyword "
+                f"argument names or a function registered in {KEY_FUNCTIONS_SETTING} "
+                "(a setting: {'short_name': 'package.module.function'}), by its short name")
     raise ConfigurationError(
         f"{where}: unknown key spec {value!r}; expected {KEY_ARGS!r}, {KEY_NAME!r}, "
-        "a list of keyword argument names, or a dotted path to a function "
-        "(name, args, kwargs) -> str")
+        "a list of keyword argument names, or the short name of a function registered "
+        f"in {KEY_FUNCTIONS_SETTING}" + _registered(functions))
+
+
+def _registered(functions: KeyFunctions) -> str:
+    names = [short for short, _ in functions.named]
+    return f" (registered: {', '.join(sorted(names))})" if names else ""
+
+
+def _kwargs_spec(value: list[Any] | tuple[Any, ...], where: str) -> KeySpec:
+    names = tuple(value)
+    if not names:
+        raise ConfigurationError(
+            f"{where}: key is an empty list; list at least one keyword argument name, "
+            "or use 'name' to ignore all arguments")
+    bad = [n for n in names if not isinstance(n, str) or not n.isidentifier()]
+    if bad:
+        raise ConfigurationError(
+            f"{where}: key list must hold keyword argument names, got {bad!r}")
+    if len(set(names)) != len(names):
+        raise ConfigurationError(f"{where}: key list {list(names)!r} repeats a name")
+    return KeySpec(kind="kwargs", kwargs=tuple(sorted(names)))
+
+
+def _load(target: str | KeyFunction, where: str) -> KeyFunction:
+    """The function ``target`` (a path given in code, or the function itself)."""
+    if not isinstance(target, str):
+        return target
+    try:
+        func = symbol_by_name(target)
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:
+        raise ConfigurationError(
+            f"{where}: key function {target!r} cannot be imported: {exc}") from exc
+    if not callable(func):
+        raise ConfigurationError(f"{where}: key {target!r} is not callable")
+    return cast(KeyFunction, func)
+
+
+def parse_key_functions(value: Any, *, where: str = KEY_FUNCTIONS_SETTING) -> KeyFunctions:
+    """Validate the ``ccs_beat_key_functions`` setting: short name -> dotted path
+    or function. Each is imported now, so a typo stops beat at start."""
+    if value is None:
+        return NO_KEY_FUNCTIONS
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"{where}: expected a dict of short name -> 'package.module.function', "
+            f"got {value!r:.80}")
+    named: list[tuple[str, str | KeyFunction]] = []
+    for short, target in value.items():
+        if not isinstance(short, str) or not short.isidentifier() or short in RESERVED_NAMES:
+            raise ConfigurationError(
+                f"{where}: {short!r} cannot name a key function; use an identifier other "
+                f"than {', '.join(RESERVED_NAMES)}")
+        if isinstance(target, str) and _is_path(target):
+            _load(target, f"{where}[{short!r}]")
+        elif not callable(target):
+            raise ConfigurationError(
+                f"{where}[{short!r}]: expected a dotted path to a function "
+                f"(name, args, kwargs) -> str, got {target!r:.80}")
+        named.append((short, target))
+    paths = {t for _, t in named if isinstance(t, str)}
+    return KeyFunctions(named=tuple(sorted(named, key=lambda item: item[0])),
+                        paths=frozenset(paths))
 
 
 def _check(value: Any, path: str) -> Any:

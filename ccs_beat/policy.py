@@ -18,7 +18,14 @@ from typing import Any
 
 from .errors import ConfigurationError
 from .guard import GuardTiming
-from .identity import DEFAULT_KEY, KeySpec, parse_key_spec
+from .identity import (
+    DEFAULT_KEY,
+    NO_KEY_FUNCTIONS,
+    KeyFunctions,
+    KeySpec,
+    parse_key_functions,
+    parse_key_spec,
+)
 
 #: never emit while an identical task is queued or running
 SKIP = "skip"
@@ -93,13 +100,18 @@ def _number(value: Any, *, where: str, low: float, high: float,
 
 
 def parse_policy(value: Any, *, default: Policy = DEFAULT_POLICY,
-                 where: str = "singleton") -> Policy:
+                 where: str = "singleton", functions: KeyFunctions = NO_KEY_FUNCTIONS,
+                 from_code: bool = False) -> Policy:
     """Parse one ``singleton`` option value.
 
     ``None`` (absent) -> ``default``; ``True`` -> ``default``, checked even if
     the default is ``allow``; ``False`` -> ``allow``; ``"skip"`` /
     ``"buffer_one"`` / ``"allow"`` -> ``default`` with that overlap; a dict ->
     ``default`` with the given fields replaced.
+
+    ``functions`` and ``from_code`` say which key functions the value may name
+    (see :func:`~ccs_beat.identity.parse_key_spec`): by default only those
+    registered in code, as for a value read from a database or Redis.
     """
     if isinstance(value, Policy):
         return value
@@ -121,7 +133,8 @@ def parse_policy(value: Any, *, default: Policy = DEFAULT_POLICY,
         if "overlap" in value:
             changes["overlap"] = _choice(value["overlap"], OVERLAPS, "overlap policy", where)
         if "key" in value:
-            changes["key"] = parse_key_spec(value["key"], where=where)
+            changes["key"] = parse_key_spec(value["key"], where=where, functions=functions,
+                                            from_code=from_code)
         if "on_unknown" in value:
             changes["on_unknown"] = _choice(
                 value["on_unknown"], ON_UNKNOWN, "on_unknown value", where)
@@ -172,6 +185,10 @@ class Settings:
         guard_timeout: the worker guard's reply timeout ``T``.
         guard_margin: slack for registration lag, broadcast transit and a
             skipped duplicate's exit; ``D >= T + 2 * margin`` is required.
+        key_functions: the key functions that text read from a database or
+            Redis may name: ``ccs_beat_key_functions`` (short name -> dotted
+            path) and the dotted paths written in ``beat_schedule`` and
+            ``ccs_beat_default_policy``.
     """
 
     default_policy: Policy = DEFAULT_POLICY
@@ -182,6 +199,7 @@ class Settings:
     guard_delay: float = 1.5
     guard_timeout: float = 1.0
     guard_margin: float = 0.25
+    key_functions: KeyFunctions = NO_KEY_FUNCTIONS
 
     @property
     def guard_timing(self) -> GuardTiming:
@@ -189,8 +207,11 @@ class Settings:
 
 
 def _setting_parsers() -> dict[str, Any]:
+    # default_policy and key_functions are parsed by load_settings itself: the
+    # default policy may name a registered key function
     return {
-        "default_policy": lambda v, w: parse_policy(v, where=w),
+        "default_policy": None,
+        "key_functions": None,
         "inspect_timeout": lambda v, w: _number(v, where=w, low=0.0, high=60.0),
         "worker_expiry": lambda v, w: _number(v, where=w, low=1.0, high=86400.0,
                                               low_inclusive=True),
@@ -209,6 +230,21 @@ EXTRA_SETTINGS: set[str] = set()
 
 def known_settings() -> list[str]:
     return sorted(PREFIX + name for name in (*_setting_parsers(), *EXTRA_SETTINGS))
+
+
+def _paths_in_code(conf: Mapping[str, Any], default_setting: str | None) -> set[str]:
+    """Dotted-path keys written in the Python configuration: ``beat_schedule``
+    entries' ``key`` and the default policy's. Schedulers copy them into rows
+    and Redis entries, where they are read back as stored text."""
+    options = [conf.get(default_setting)] if default_setting else []
+    schedule = conf.get("beat_schedule")
+    if isinstance(schedule, Mapping):
+        for entry in schedule.values():
+            entry_options = entry.get("options") if isinstance(entry, Mapping) else None
+            if isinstance(entry_options, Mapping):
+                options.append(entry_options.get("singleton"))
+    keys = [option.get("key") for option in options if isinstance(option, Mapping)]
+    return {key for key in keys if isinstance(key, str) and ("." in key or ":" in key)}
 
 
 def _our_keys(conf: Mapping[str, Any]) -> dict[str, str]:
@@ -234,15 +270,24 @@ def load_settings(conf: Mapping[str, Any]) -> Settings:
     parsers = _setting_parsers()
     known = set(known_settings())
     values: dict[str, Any] = {}
+    raws: dict[str, str] = {}
     for raw, name in _our_keys(conf).items():
         if name not in known:
             raise ConfigurationError(
                 f"unknown setting {raw!r}; ccs_beat knows {', '.join(sorted(known))}"
                 + _suggest(name, sorted(known)))
         short = name[len(PREFIX):]
-        if short in parsers:
+        raws[short] = raw
+        if parsers.get(short) is not None:
             values[short] = parsers[short](conf[raw], raw)
-    settings = Settings(**values)
+    functions = parse_key_functions(conf[raws["key_functions"]], where=raws["key_functions"]) \
+        if "key_functions" in raws else NO_KEY_FUNCTIONS
+    functions = functions.with_paths(_paths_in_code(conf, raws.get("default_policy")))
+    if "default_policy" in raws:
+        values["default_policy"] = parse_policy(
+            conf[raws["default_policy"]], where=raws["default_policy"], functions=functions,
+            from_code=True)
+    settings = Settings(key_functions=functions, **values)
     if settings.worker_expiry < settings.inspect_timeout:
         raise ConfigurationError(
             f"ccs_beat_worker_expiry ({settings.worker_expiry:g}s) must be at least "

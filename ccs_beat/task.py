@@ -84,9 +84,10 @@ class SingletonTask(Task):
             return cached[1]
         policy = None
         if self.singleton is not None:
-            default = _settings(self.app).default_policy
-            policy = parse_policy(self.singleton, default=default,
-                                  where=f"task {self.name!r}: singleton")
+            settings = _settings(self.app)
+            policy = parse_policy(self.singleton, default=settings.default_policy,
+                                  where=f"task {self.name!r}: singleton",
+                                  functions=settings.key_functions, from_code=True)
         self._ccs_policy_cache = (self.singleton, policy)
         return policy
 

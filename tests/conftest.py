@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -101,3 +104,35 @@ def redbeat_cluster(tmp_path):
         keys = list(client.scan_iter(match=f"{prefix}*"))
         if keys:
             client.delete(*keys)
+
+
+@dataclass
+class ImportProbe:
+    """A module on ``sys.path`` that leaves a file behind when it is imported.
+
+    Stored text (a Django row, a Redis entry) that names ``path`` must never
+    make ccs_beat import it: :attr:`imported` says whether anything did, in
+    this process or in a beat / worker started with :attr:`folder` on its
+    ``PYTHONPATH``."""
+
+    module: str
+    path: str          # "<module>.key": a valid key function, if it were imported
+    folder: Path
+    marker: Path
+
+    @property
+    def imported(self) -> bool:
+        return self.marker.exists() or self.module in sys.modules
+
+
+@pytest.fixture
+def import_probe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ImportProbe:
+    module = f"ccs_probe_{uuid.uuid4().hex[:10]}"
+    folder = tmp_path / "probe"
+    folder.mkdir()
+    marker = tmp_path / f"{module}.imported"
+    (folder / f"{module}.py").write_text(
+        f"import pathlib\npathlib.Path({str(marker)!r}).write_text('imported')\n\n\n"
+        "def key(name, args, kwargs):\n    return 'probe'\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(folder))
+    return ImportProbe(module=module, path=f"{module}.key", folder=folder, marker=marker)

@@ -36,8 +36,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from redbeat.schedulers import RedBeatScheduler, get_redis
+from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, ensure_conf, get_redis
 
+from ..checks import CheckReport
+from ..coordinator import Coordinator
+from ..errors import ConfigurationError
 from ..ledger import Ledger
 from ..scheduler import SingletonSchedulerMixin
 
@@ -79,6 +82,25 @@ def read_ledger(app: Any) -> Ledger:
         logger.info("ccs_beat: recovered %d emission record(s) from %s", replayed,
                     journal_key(app))
     return ledger
+
+
+def check_entries(coordinator: Coordinator) -> CheckReport:
+    """``celery ccs check`` for the entries in Redis, validated as beat
+    validates them when they are due (a bad one is sent unchecked)."""
+    app, report = coordinator.app, CheckReport()
+    ensure_conf(app)
+    prefix = app.redbeat_conf.key_prefix
+    for raw in get_redis(app).zrange(app.redbeat_conf.schedule_key, 0, -1):
+        key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        name = key[len(prefix):]
+        try:
+            entry = RedBeatSchedulerEntry.from_key(key, app=app)
+            report.policies.update(coordinator.validate({name: entry}))
+        except ConfigurationError as exc:
+            report.problems.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a damaged entry is a finding, not a crash
+            report.problems.append(f"redbeat entry {name!r} ({key}) cannot be read: {exc!r}")
+    return report
 
 
 class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 
 import pytest
 from celery import Celery
@@ -21,20 +20,6 @@ from ccs_beat.ledger import Emission, Ledger
 from ccs_beat.policy import Policy
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def app(tmp_path: Path) -> Celery:
-    folder = tmp_path / "broker"
-    folder.mkdir()
-    app = Celery("ccs_dj_test", broker="filesystem://", set_as_current=False)
-    app.conf.broker_transport_options = {"data_folder_in": str(folder),
-                                         "data_folder_out": str(folder),
-                                         "control_folder": str(folder)}
-    app.conf.beat_schedule = {}
-    app.conf.result_expires = None
-    yield app
-    app.close()
 
 
 def make_task(name: str, *, args: str = "[1]", kwargs: str = "{}") -> PeriodicTask:

@@ -223,3 +223,25 @@ def test_one_tick_reads_the_cluster_once_however_many_entries_are_due(redbeat_cl
         assert beat.ccs.reader.reads == 1
     finally:
         beat.close()
+
+
+def test_an_entry_key_naming_an_unregistered_function_is_never_imported(redbeat_cluster,
+                                                                        import_probe):
+    # whoever writes redbeat's Redis chooses the task, its arguments and the key
+    # text: a dotted path there must not become code in the beat process
+    import os
+
+    from tests.integration.harness import REPO
+    cluster = redbeat_cluster()
+    start_workers(cluster, count=1)
+    beat = cluster.start_beat(scheduler=SCHEDULER, PYTHONPATH=os.pathsep.join(
+        [str(REPO), str(import_probe.folder)]))
+    save_entry(cluster, "planted", {"key": import_probe.path}, seconds=0.2)
+
+    wait_until(lambda: "beat entry 'planted'" in beat.text(), 20,
+               what="an error naming the entry")
+    assert "ccs_beat_key_functions" in beat.text()
+    wait_until(lambda: cluster.finished_runs("planted"), 30,
+               what="the entry to run anyway (sent without the check)")
+    assert beat.alive()
+    assert not import_probe.marker.exists()

@@ -61,6 +61,11 @@ def key_spec(value: Any) -> Callable[[], Any]:
     return lambda: parse_key_spec(value, where=ENTRY)
 
 
+def code_key_spec(value: Any) -> Callable[[], Any]:
+    """A key spec written in Python code, where a dotted path may be imported."""
+    return lambda: parse_key_spec(value, where=ENTRY, from_code=True)
+
+
 def key(*args: Any, **kwargs: Any) -> Callable[[], Any]:
     return lambda: task_key("blobs.gc", args, kwargs, DEFAULT_KEY)
 
@@ -183,17 +188,30 @@ BAD_INPUTS = [
                  id="key-non-identifier-name"),
     pytest.param(key_spec(["tenant", 3]), ConfigurationError, [ENTRY, "[3]"],
                  id="key-non-string-name"),
-    pytest.param(key_spec("no_such_module_ccs.keyfn"), ConfigurationError,
+    pytest.param(code_key_spec("no_such_module_ccs.keyfn"), ConfigurationError,
                  [ENTRY, "'no_such_module_ccs.keyfn'", "cannot be imported",
                   "no_such_module_ccs"], id="key-dotted-path-to-missing-module"),
-    pytest.param(key_spec("os.path.no_such_function"), ConfigurationError,
+    pytest.param(code_key_spec("os.path.no_such_function"), ConfigurationError,
                  [ENTRY, "'os.path.no_such_function'", "cannot be imported"],
                  id="key-dotted-path-to-missing-attribute"),
-    pytest.param(key_spec(f"{__name__}.NOT_CALLABLE"), ConfigurationError,
+    pytest.param(code_key_spec(f"{__name__}.NOT_CALLABLE"), ConfigurationError,
                  [ENTRY, f"'{__name__}.NOT_CALLABLE'", "not callable"],
                  id="key-dotted-path-to-non-callable"),
-    pytest.param(key_spec("math:pi"), ConfigurationError, [ENTRY, "'math:pi'", "not callable"],
-                 id="key-colon-path-to-non-callable"),
+    pytest.param(code_key_spec("math:pi"), ConfigurationError,
+                 [ENTRY, "'math:pi'", "not callable"], id="key-colon-path-to-non-callable"),
+    pytest.param(key_spec("os.execve"), ConfigurationError,
+                 [ENTRY, "'os.execve'", "not registered", "ccs_beat_key_functions"],
+                 id="key-stored-dotted-path-not-registered"),
+    pytest.param(conf(ccs_beat_key_functions=["a.b"]), ConfigurationError,
+                 ["ccs_beat_key_functions", "['a.b']"], id="settings-key-functions-not-a-dict"),
+    pytest.param(conf(ccs_beat_key_functions={"name": "os.getcwd"}), ConfigurationError,
+                 ["ccs_beat_key_functions", "'name'", "cannot name"],
+                 id="settings-key-functions-reserved-short-name"),
+    pytest.param(conf(ccs_beat_key_functions={"t": "no_such_module_ccs.f"}), ConfigurationError,
+                 ["ccs_beat_key_functions['t']", "cannot be imported"],
+                 id="settings-key-functions-missing-module"),
+    pytest.param(conf(ccs_beat_key_functions={"t": 5}), ConfigurationError,
+                 ["ccs_beat_key_functions['t']", "5"], id="settings-key-functions-not-a-path"),
     pytest.param(key_spec("kwargs"), ConfigurationError, [ENTRY, "unknown key spec 'kwargs'"],
                  id="key-bare-unknown-word"),
     # -- arguments that cannot be keyed ---------------------------------------
@@ -228,10 +246,11 @@ BAD_INPUTS = [
                  UnkeyableError, ["key function", "returned ''", "non-empty str"],
                  id="key-function-that-returns-an-empty-string"),
     # -- Django rows: the stored key text ------------------------------------------
-    pytest.param(lambda: key_from_text("tenant"), ConfigurationError,
-                 ["unknown key spec 'tenant'", "kwargs:a,b"], id="django-key-text-unknown-word"),
-    pytest.param(lambda: singleton_option(True, key="every"), ConfigurationError,
-                 ["'every'"], id="django-row-option-with-unknown-key-text"),
+    pytest.param(lambda: parse_key_spec(key_from_text("tenant"), where=ENTRY),
+                 ConfigurationError, [ENTRY, "unknown key spec 'tenant'", "ccs_beat_key_functions"],
+                 id="django-key-text-unknown-word"),
+    pytest.param(lambda: parse_policy(singleton_option(True, key="every"), where=ENTRY),
+                 ConfigurationError, ["'every'"], id="django-row-option-with-unknown-key-text"),
     # -- garbled or foreign replies to the cluster read -----------------------------
     pytest.param(worker_says(None), GarbledReply, ["NoneType", "not a dict"],
                  id="reply-none"),
@@ -300,8 +319,9 @@ def test_a_one_megabyte_argument_is_keyed_quickly_and_stably() -> None:
     pytest.param({"key": "kwargs:a,a"}, "key", ["['a', 'a']", "repeats"],
                  id="kwargs-key-with-repeated-name"),
     pytest.param({"key": "kwargs: , "}, "key", ["empty list"], id="kwargs-key-with-no-names"),
-    pytest.param({"key": "no_such_module_ccs.f"}, "key", ["cannot be imported"],
-                 id="key-path-not-importable"),
+    pytest.param({"key": "no_such_module_ccs.f"}, "key",
+                 ["'no_such_module_ccs.f'", "not registered", "ccs_beat_key_functions"],
+                 id="key-path-not-registered"),
     pytest.param({"on_unknown": "retry"}, "on_unknown", ["'retry'", "emit, skip"],
                  id="unknown-on-unknown"),
     pytest.param({"expires": -30}, "expires", ["-30.0", "out of range"],
@@ -478,7 +498,8 @@ FORMERLY_RAW = [
     pytest.param(lambda: load_settings({"ccs_beat_guard_delay": 10**400}),
                  ConfigurationError, ["ccs_beat_guard_delay", "out of range"],
                  id="huge-int-setting"),
-    pytest.param(lambda: parse_key_spec("..x", where="beat entry 'x': singleton"),
+    pytest.param(lambda: parse_key_spec("..x", where="beat entry 'x': singleton",
+                                        from_code=True),
                  ConfigurationError, ["beat entry 'x'", "'..x'", "cannot be imported"],
                  id="relative-dotted-key"),
     pytest.param(lambda: task_key("t", [10**5000], {}, DEFAULT_KEY),

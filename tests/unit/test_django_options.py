@@ -11,7 +11,7 @@ from ccs_beat.contrib.django.options import (
     key_to_text,
     singleton_option,
 )
-from ccs_beat.identity import parse_key_spec
+from ccs_beat.identity import parse_key_functions, parse_key_spec
 from ccs_beat.policy import Policy
 
 
@@ -25,14 +25,18 @@ def test_key_text_maps_to_the_key_option(text, option):
     assert key_from_text(text) == option
 
 
-def test_a_bare_word_key_is_rejected_with_the_accepted_forms():
-    with pytest.raises(ConfigurationError, match=r"'user_id'.*kwargs:a,b"):
-        key_from_text("user_id")
+def test_a_bare_word_that_names_no_registered_function_is_rejected_with_the_accepted_forms():
+    with pytest.raises(ConfigurationError, match=r"'user_id'.*'args', 'name'.*"
+                                                 r"ccs_beat_key_functions"):
+        parse_key_spec(key_from_text("user_id"), where="t")
 
 
-@pytest.mark.parametrize("text", ["args", "name", "kwargs:a,b", "os.path.basename"])
+REGISTERED = parse_key_functions({"base": "os.path.basename"})
+
+
+@pytest.mark.parametrize("text", ["args", "name", "kwargs:a,b", "base", "os.path.basename"])
 def test_key_text_round_trips_through_a_key_spec(text):
-    spec = parse_key_spec(key_from_text(text), where="t")
+    spec = parse_key_spec(key_from_text(text), where="t", functions=REGISTERED)
     assert key_to_text(spec) == text
 
 

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ccs_beat import ConfigurationError, UnkeyableError, task_key
-from ccs_beat.identity import KeySpec, canonical_json, parse_key_spec
+from ccs_beat.identity import KeySpec, canonical_json, parse_key_functions, parse_key_spec
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -58,11 +58,13 @@ def test_kwargs_spec_tells_a_missing_argument_from_none():
     assert task_key("t", [], {}, spec) != task_key("t", [], {"tenant": None}, spec)
 
 
-def test_key_function_by_dotted_path_and_by_object():
-    by_path = parse_key_spec("tests.unit.test_keys.by_tenant", where="e")
-    by_colon = parse_key_spec("tests.unit.test_keys:by_tenant", where="e")
+def test_key_function_by_dotted_path_in_code_by_registered_name_and_by_object():
+    registered = parse_key_functions({"tenant": "tests.unit.test_keys.by_tenant"})
+    by_path = parse_key_spec("tests.unit.test_keys.by_tenant", where="e", from_code=True)
+    by_colon = parse_key_spec("tests.unit.test_keys:by_tenant", where="e", from_code=True)
+    by_name = parse_key_spec("tenant", where="e", functions=registered)
     by_object = parse_key_spec(by_tenant, where="e")
-    for spec in (by_path, by_colon, by_object):
+    for spec in (by_path, by_colon, by_name, by_object):
         assert task_key("t", [], {"tenant": "a", "x": 1}, spec) == "t/a"
 
 

@@ -26,7 +26,8 @@ from django.utils.html import format_html
 from django_celery_beat.admin import PeriodicTaskAdmin
 from django_celery_beat.models import PeriodicTask
 
-from ...policy import SKIP, Policy, load_settings
+from ...policy import SKIP, Policy
+from .conf import current_settings
 from .manual import run_now
 from .models import SingletonDecision, SingletonSettings
 
@@ -95,11 +96,8 @@ class SingletonFilter(admin.SimpleListFilter):
 
 def _default_policy() -> Policy | None:
     """``ccs_beat_default_policy`` of the current Celery app (None if it is bad)."""
-    from celery import current_app
-    try:
-        return load_settings(current_app.conf).default_policy
-    except Exception:  # noqa: BLE001 - a bad setting shows up when beat starts
-        return None
+    settings = current_settings()
+    return settings.default_policy if settings is not None else None
 
 
 def _default_description() -> str:

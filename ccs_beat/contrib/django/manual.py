@@ -50,9 +50,10 @@ def run_now(app: Any, periodic_tasks: Iterable[Any],
     for model in periodic_tasks:
         try:
             args, kwargs = loads(model.args or "[]"), loads(model.kwargs or "{}")
-            option = row_option(model)
+            option = row_option(model, settings)
             policy = parse_policy(option, default=settings.default_policy,
-                                  where=f"periodic task {model.name!r}")
+                                  where=f"periodic task {model.name!r}",
+                                  functions=settings.key_functions)
             key = task_key(model.task, args, kwargs, policy.key) if policy.checked else None
         except (ConfigurationError, UnkeyableError, ValueError, TypeError) as exc:
             runs.append(ManualRun(model.name, error=str(exc)))

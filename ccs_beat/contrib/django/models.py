@@ -17,7 +17,9 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django_celery_beat.models import PeriodicTask, PeriodicTasks
 
+from ...identity import NO_KEY_FUNCTIONS
 from ...policy import BUFFER_ONE, EMIT, SKIP
+from .conf import current_settings
 from .options import field_errors, singleton_option
 
 OVERLAP_CHOICES = [
@@ -76,7 +78,8 @@ class SingletonSettings(models.Model):
         help_text="What makes two tasks identical. Empty: the app default; "
                   "'args': task name + arguments; 'name': task name only; "
                   "'kwargs:a,b': task name + those keyword arguments; "
-                  "'pkg.module.func': your function (name, args, kwargs) -> str.")
+                  "or the short name of a key function registered in the "
+                  "ccs_beat_key_functions setting.")
     on_unknown = models.CharField(
         "if a worker does not answer", max_length=8, choices=ON_UNKNOWN_CHOICES,
         blank=True, default="")
@@ -110,7 +113,9 @@ class SingletonSettings(models.Model):
         return singleton_option(**self.fields())
 
     def clean(self) -> None:
-        errors = field_errors(self.fields())
+        settings = current_settings()
+        errors = field_errors(self.fields(), functions=settings.key_functions
+                              if settings is not None else NO_KEY_FUNCTIONS)
         if errors:
             raise ValidationError(errors)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from weakref import WeakKeyDictionary
 
 from django.db import close_old_connections, transaction
 from django.utils import timezone
@@ -35,14 +36,15 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 from kombu.utils.json import loads
 
-from ...coordinator import OPTION, Verdict
+from ...checks import CheckReport
+from ...coordinator import OPTION, Coordinator, Verdict
 from ...errors import ConfigurationError, UnkeyableError
 from ...identity import task_key
 from ...ledger import Ledger
-from ...policy import DEFAULT_POLICY, Policy, load_settings, parse_policy
+from ...policy import Policy, Settings, load_settings, parse_policy
 from ...scheduler import SingletonSchedulerMixin
 from .models import SingletonDecision, SingletonJournal, SingletonLedger, SingletonSettings
-from .options import key_to_text
+from .options import FIELD_LABELS, field_errors, key_to_text
 
 logger = logging.getLogger("ccs_beat")
 
@@ -66,30 +68,75 @@ def read_ledger(name: str = LEDGER_NAME) -> Ledger:
     return ledger
 
 
-def row_option(model: PeriodicTask) -> Any:
+def row_option(model: PeriodicTask, settings: Settings) -> Any:
     """The ``singleton`` option of a periodic task's row, or None without a row.
 
     Raises :class:`~ccs_beat.ConfigurationError` naming the task and the field
-    for a row that does not parse, or whose arguments cannot be keyed.
+    for a row that does not parse, or naming the task when its arguments cannot
+    be keyed under its policy (the row's, else ``ccs_beat_default_policy``).
+    The row is data: its identity may name only key functions registered in
+    code (``settings.key_functions``).
     """
     try:
         row = model.singleton
     except SingletonSettings.DoesNotExist:
-        return None
+        row = None
     where = f"periodic task {model.name!r}: singleton settings"
-    try:
+    if row is None:
+        option, policy = None, settings.default_policy
+    elif row.enabled is False:
+        return False   # overlap allowed: the other fields are not used
+    else:
+        errors = field_errors(row.fields(), default=settings.default_policy, where=where,
+                              functions=settings.key_functions)
+        if errors:
+            raise ConfigurationError(f"{where}: " + "; ".join(
+                f"field {FIELD_LABELS.get(name, name)}: {message}"
+                for name, message in errors.items()))
         option = row.as_option()
-        policy = parse_policy(option, where=where)
-    except ConfigurationError as exc:
-        text = str(exc)
-        raise ConfigurationError(text if text.startswith(where) else f"{where}: {text}") from exc
+        policy = parse_policy(option, default=settings.default_policy, where=where,
+                              functions=settings.key_functions)
     if policy.checked and policy.key.kind != "name":
-        try:
-            task_key(model.task, loads(model.args or "[]"), loads(model.kwargs or "{}"),
-                     policy.key)
-        except (UnkeyableError, ValueError, TypeError) as exc:
-            raise ConfigurationError(f"{where}: arguments cannot be keyed: {exc}") from exc
+        check_arguments(model, policy)
     return option
+
+
+def check_arguments(model: PeriodicTask, policy: Policy) -> None:
+    """Raise naming the task if its arguments cannot be keyed under ``policy``."""
+    try:
+        task_key(model.task, loads(model.args or "[]"), loads(model.kwargs or "{}"),
+                 policy.key)
+    except (UnkeyableError, ValueError, TypeError) as exc:
+        raise ConfigurationError(
+            f"periodic task {model.name!r}: arguments cannot be keyed for its singleton "
+            f"check ({policy.key.describe()}): {exc}") from exc
+
+
+def check_rows(coordinator: Coordinator) -> CheckReport:
+    """``celery ccs check`` for the rows beat would load: each enabled periodic
+    task, validated as :class:`SingletonModelEntry` validates it."""
+    settings, report = coordinator.settings, CheckReport()
+    for model in PeriodicTask.objects.filter(enabled=True).select_related("singleton") \
+            .order_by("name"):
+        try:
+            option = row_option(model, settings)
+        except ConfigurationError as exc:
+            report.problems.append(str(exc))
+            continue
+        report.policies[model.name] = parse_policy(
+            option, default=settings.default_policy, functions=settings.key_functions)
+    return report
+
+
+#: per app, the settings beat validates rows with (refreshed at each schedule load)
+_ENTRY_SETTINGS: WeakKeyDictionary[Any, Settings] = WeakKeyDictionary()
+
+
+def entry_settings(app: Any) -> Settings:
+    """The settings to validate a row with: those of the beat that loads the
+    schedule, else the app's (a ModelEntry built outside beat)."""
+    settings = _ENTRY_SETTINGS.get(app)
+    return settings if settings is not None else load_settings(app.conf)
 
 
 class SingletonModelEntry(ModelEntry):
@@ -106,7 +153,7 @@ class SingletonModelEntry(ModelEntry):
                 self.options[OPTION] = cached
             return
         try:
-            option = row_option(model)
+            option = row_option(model, entry_settings(self.app))
         except ConfigurationError as exc:
             logger.error("ccs_beat: %s; leaving this task out of the schedule until its "
                          "singleton settings are fixed", exc)
@@ -117,9 +164,10 @@ class SingletonModelEntry(ModelEntry):
             self.options[OPTION] = option
 
 
-def row_fields(option: Any, where: str, default: Policy = DEFAULT_POLICY) -> dict[str, Any]:
+def row_fields(option: Any, where: str, settings: Settings) -> dict[str, Any]:
     """SingletonSettings field values for a ``beat_schedule`` ``singleton`` option."""
-    policy = parse_policy(option, default=default, where=where)   # raises, naming it
+    policy = parse_policy(option, default=settings.default_policy, where=where,
+                          functions=settings.key_functions)   # raises, naming it
     if option is False or not policy.checked:
         return {"enabled": False}
     fields: dict[str, Any] = {"enabled": True, "overlap": policy.overlap,
@@ -146,6 +194,11 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
 
     # -- schedule ---------------------------------------------------------------
 
+    def all_as_schedule(self) -> dict[str, Any]:
+        # rows are validated against the settings as they are now
+        _ENTRY_SETTINGS[self.app] = load_settings(self.app.conf)
+        return super().all_as_schedule()  # type: ignore[no-any-return]
+
     def enabled_models_qs(self) -> Any:
         return super().enabled_models_qs().select_related("singleton")
 
@@ -153,11 +206,11 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
         """Entries from ``beat_schedule``: their ``singleton`` option becomes
         their SingletonSettings row (a bad one stops beat, as in SingletonScheduler)."""
         wanted = {}
-        default = load_settings(self.app.conf).default_policy
+        settings = load_settings(self.app.conf)
         for name, fields in mapping.items():
             option = (fields.get("options") or {}).get(OPTION)
             if option is not None:
-                wanted[name] = row_fields(option, f"beat entry {name!r}: {OPTION}", default)
+                wanted[name] = row_fields(option, f"beat entry {name!r}: {OPTION}", settings)
         super().update_from_dict(mapping)
         for name, values in wanted.items():
             task = PeriodicTask.objects.filter(name=name).first()

@@ -1,0 +1,30 @@
+"""The ccs_beat settings of the Celery app a Django process uses.
+
+The admin validates a row against the same settings beat will use -- above all
+``ccs_beat_key_functions``, the only functions a row may name -- so it reads
+them from Celery's current app, as django-celery-beat's admin does.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ...errors import ConfigurationError
+from ...policy import Settings, load_settings
+
+logger = logging.getLogger("ccs_beat")
+
+
+def current_settings(app: Any = None) -> Settings | None:
+    """``app``'s (default: Celery's current app) settings, or None when they are
+    invalid (beat refuses to start and says why; the admin must still load)."""
+    if app is None:
+        from celery import current_app
+        app = current_app
+    try:
+        return load_settings(app.conf)
+    except ConfigurationError as exc:
+        logger.warning("ccs_beat: the Celery settings are invalid (%s); the admin checks "
+                       "singleton settings against the defaults", exc)
+        return None
