@@ -9,8 +9,10 @@ django-celery-beat's ``PeriodicTaskAdmin`` is replaced by a subclass that adds
 * a "Run selected tasks" that honours the singleton setting (see
   :mod:`ccs_beat.contrib.django.manual`).
 
-Editing the settings needs the change permission on periodic tasks, the same
-right that edits the task itself.
+Editing the settings, and every action on the change list (django-celery-beat's
+enable / disable / toggle included, which declare no permission of their own),
+needs the change permission on periodic tasks, the same right that edits the
+task itself; a view-only user gets no action.
 """
 
 from __future__ import annotations
@@ -154,6 +156,35 @@ class SingletonPeriodicTaskAdmin(PeriodicTaskAdmin):
         return format_html("<br>".join(["{}"] * len(parts)), *parts)
 
     # -- actions ----------------------------------------------------------------
+
+    # django-celery-beat's own actions declare no permission, so Django offers
+    # them to anyone who can see the change list: a view-only user could
+    # disable every task. Each action here needs the right its effect needs.
+
+    @admin.action(description=PeriodicTaskAdmin.enable_tasks.short_description,
+                  permissions=["change"])
+    def enable_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().enable_tasks(request, queryset)
+
+    @admin.action(description=PeriodicTaskAdmin.disable_tasks.short_description,
+                  permissions=["change"])
+    def disable_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().disable_tasks(request, queryset)
+
+    @admin.action(description=PeriodicTaskAdmin.toggle_tasks.short_description,
+                  permissions=["change"])
+    def toggle_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().toggle_tasks(request, queryset)
+
+    def _filter_actions_by_permissions(self, request: HttpRequest,
+                                       actions: list[Any]) -> list[Any]:
+        """An action that declares no permission -- one a later django-celery-beat
+        adds -- needs the change permission too: actions here all change or send."""
+        allowed = super()._filter_actions_by_permissions(request, actions)
+        if self.has_change_permission(request):
+            return allowed  # type: ignore[no-any-return]
+        return [action for action in allowed
+                if getattr(action[0], "allowed_permissions", None)]
 
     def _set_singleton(self, queryset: QuerySet, enabled: bool) -> int:
         ids = list(queryset.values_list("pk", flat=True))
