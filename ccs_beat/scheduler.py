@@ -170,7 +170,13 @@ class SingletonSchedulerMixin:
         return delay
 
     def _ccs_emit_buffered(self, ccs: Coordinator) -> None:
-        """Emit each remembered ``buffer_one`` run whose blocker has ended."""
+        """Emit each remembered ``buffer_one`` run whose blocker has ended.
+
+        A buffered run is a run: it is reserved like a due one (``advance``),
+        so every scheduler counts it -- a ``one_off`` task is done after it,
+        redbeat moves ``last_run_at`` -- and the tick's heap, which still holds
+        the entry as it was, is rebuilt from the schedule."""
+        sent = False
         for name in sorted(ccs.ledger.pending):
             entry = self.ccs_entry(name)
             if entry is None:
@@ -182,10 +188,13 @@ class SingletonSchedulerMixin:
                 continue
             try:
                 self.apply_async(entry, producer=self.producer,  # type: ignore[attr-defined]
-                                 advance=False, ccs_buffered=True)
+                                 advance=True, ccs_buffered=True)
+                sent = True
             except Exception as exc:  # noqa: BLE001 - keep beat alive, keep the run buffered
                 logger.error("ccs_beat: could not send the buffered run of %r: %r", name, exc)
         ccs.end_burst()
+        if sent and hasattr(self, "_heap"):
+            self._heap = None
 
     def _ccs_end_burst_hook(self) -> None:
         try:

@@ -245,3 +245,22 @@ def test_an_entry_key_naming_an_unregistered_function_is_never_imported(redbeat_
                what="the entry to run anyway (sent without the check)")
     assert beat.alive()
     assert not import_probe.marker.exists()
+
+
+def test_a_buffered_run_counts_as_a_run_in_redis(redbeat_cluster):
+    # due every 2 s, runs 3 s: every other due run is skipped and buffered, and
+    # the buffered run goes out when the blocker ends
+    cluster = redbeat_cluster()
+    entry = long_entry(cluster, seconds=3.0, option={"overlap": "buffer_one", "key": "name"})
+    cluster.schedule = {"long": {**entry, "schedule": 2.0}}
+    start_workers(cluster, count=1)
+    beat = cluster.start_beat(scheduler=SCHEDULER)
+
+    wait_until(lambda: any(e.buffered for e in beatlog.emitted(beat.text(), "long")), 30,
+               what="a buffered run")
+    cluster.stop(beat)
+    sent = beatlog.emitted(beat.text(), "long")
+    state = meta(cluster, "long")
+    assert state["total_run_count"] == len(sent), (state, len(sent))
+    assert decode_time(state["last_run_at"]) >= sent[-1].at - 0.5
+    assert_no_overlap(cluster.runs("long"))
