@@ -82,6 +82,13 @@ class SingletonSchedulerMixin:
     def ccs_end_burst(self) -> None:
         """Called when a burst of due entries has been handled."""
 
+    def ccs_in_charge(self) -> bool:
+        """False while another beat is in charge of the schedule (a standby
+        waiting for a lock): such a beat must neither publish nor write the
+        ledger, or it would overwrite what the beat in charge remembers.
+        Asked before each publish and each ledger save (default: always)."""
+        return True
+
     # -- setup ----------------------------------------------------------------
 
     def setup_schedule(self) -> None:
@@ -135,6 +142,10 @@ class SingletonSchedulerMixin:
             return super().apply_async(entry, producer=producer,  # type: ignore[misc]
                                        advance=advance, **kwargs)
         buffered = kwargs.pop("ccs_buffered", False)
+        if not self.ccs_in_charge():
+            logger.warning("ccs_beat: not sending %r: another beat is in charge of the "
+                           "schedule", entry.name)
+            return None
         entry = self.reserve(entry) if advance else entry  # type: ignore[attr-defined]
         sending, verdict, expires_at = ccs.prepare(entry)
         record = ccs.write_ahead(entry, sending, verdict, expires_at)
@@ -177,6 +188,8 @@ class SingletonSchedulerMixin:
         redbeat moves ``last_run_at`` -- and the tick's heap, which still holds
         the entry as it was, is rebuilt from the schedule."""
         sent = False
+        if not self.ccs_in_charge():
+            return
         for name in sorted(ccs.ledger.pending):
             entry = self.ccs_entry(name)
             if entry is None:
@@ -211,6 +224,9 @@ class SingletonSchedulerMixin:
                          "entry %r's emission", exc, record.get("entry"))
 
     def _ccs_persist(self, ccs: Coordinator) -> None:
+        if not self.ccs_in_charge():
+            logger.debug("ccs_beat: not saving the ledger: another beat is in charge")
+            return
         try:
             self.ccs_save_ledger(ccs.ledger)
             ccs.ledger.dirty = False

@@ -167,6 +167,33 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
         client, key = self._ccs_journal_client
         client.rpush(key, json.dumps(record))
 
+    # -- the lock ------------------------------------------------------------------
+
+    def ccs_in_charge(self) -> bool:
+        """Only the holder of redbeat's lock publishes or writes the ledger: a
+        standby that never held it, or a beat that lost it (paused past
+        ``redbeat_lock_timeout``), would send a duplicate or overwrite the live
+        beat's ledger with its stale copy. One Redis GET per publish."""
+        if not self.lock_key:
+            return True   # redbeat's lock is switched off: the user runs one beat
+        lock = self.lock
+        if lock is None:
+            return False
+        try:
+            return bool(lock.owned())
+        except Exception as exc:  # noqa: BLE001 - cannot tell: act as a standby
+            logger.warning("ccs_beat: cannot check redbeat's lock (%r); acting as a "
+                           "standby until it can", exc)
+            return False
+
+    def close(self) -> None:
+        # save while the lock is still held: redbeat's close() releases it
+        # before the scheduler's final sync
+        ccs = self.ccs
+        if ccs is not None and ccs.ledger.dirty:
+            self._ccs_persist(ccs)
+        super().close()
+
     # -- the redbeat path ----------------------------------------------------------
 
     def tick(self, *args: Any, **kwargs: Any) -> float:

@@ -1,0 +1,149 @@
+"""Only the holder of redbeat's lock publishes or writes the ledger.
+
+SingletonRedBeatScheduler driven in the test process on real Redis (broker and
+redbeat's store), with redbeat's own lock acquisition. A standby beat (started,
+waiting for the lock) and a beat that lost the lock (paused past the lock's
+timeout while another took over) still run ccs_beat's code: the first saves its
+ledger when it stops, the second re-checks its buffered runs before redbeat
+notices the lost lock. Neither may write or send anything.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from celery.signals import before_task_publish
+from redbeat import RedBeatSchedulerEntry
+from redbeat.schedulers import acquire_distributed_beat_lock
+
+from ccs_beat.contrib.redbeat import SingletonRedBeatScheduler, ledger_key
+from tests.conftest import REDBEAT_DB, require_broker
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture
+def app() -> Iterator[Celery]:
+    broker = require_broker("redis")
+    uid = uuid.uuid4().hex[:10]
+    app = Celery(f"ccs_lock_{uid}", broker=broker, set_as_current=False)
+    app.conf.update(
+        redbeat_redis_url=REDBEAT_DB, redbeat_key_prefix=f"ccs-lock-{uid}:",
+        redbeat_lock_timeout=30, beat_max_loop_interval=1,
+        task_default_queue=f"ccs-lock-{uid}", control_exchange=f"ctl-{uid}",
+        ccs_beat_inspect_timeout=0.2, beat_schedule={})
+    yield app
+    client = redis.Redis.from_url(REDBEAT_DB)
+    keys = list(client.scan_iter(match=f"ccs-lock-{uid}:*"))
+    if keys:
+        client.delete(*keys)
+    with contextlib.suppress(Exception), app.connection_for_write() as conn:
+        conn.default_channel.queue_delete(f"ccs-lock-{uid}")
+    app.close()
+
+
+@pytest.fixture
+def published() -> Iterator[list[str]]:
+    """Ids of the messages published in this process, as they are published."""
+    ids: list[str] = []
+
+    def record(headers: dict[str, Any] | None = None, **_: Any) -> None:
+        ids.append((headers or {}).get("id", "?"))
+    before_task_publish.connect(record, weak=False)
+    yield ids
+    before_task_publish.disconnect(record)
+
+
+def save(app: Celery, name: str, option: Any, every: float = 0.5) -> None:
+    from celery.schedules import schedule
+    RedBeatSchedulerEntry(name, "tests.sleep", schedule(every), args=[1],
+                          kwargs={"tag": name}, options={"singleton": option}, app=app).save()
+
+
+def holding_the_lock(app: Celery) -> SingletonRedBeatScheduler:
+    beat = SingletonRedBeatScheduler(app=app, lazy=False)
+    acquire_distributed_beat_lock(SimpleNamespace(scheduler=beat))
+    assert beat.lock is not None and beat.lock.owned()
+    return beat
+
+
+def tick_until(beat: SingletonRedBeatScheduler, predicate: Any, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out ticking"
+        time.sleep(min(beat.tick(), 0.2))
+
+
+def steal_the_lock(app: Celery, beat: SingletonRedBeatScheduler) -> Any:
+    """Another beat takes the lock, as after this one paused past its timeout."""
+    client = redis.Redis.from_url(REDBEAT_DB)
+    client.delete(beat.lock_key)
+    other = client.lock(beat.lock_key, timeout=30)
+    assert other.acquire(blocking=False)
+    return other
+
+
+def standby_beside_a_live_beat(app: Celery, published: list[str]) -> tuple[Any, Any, bytes]:
+    """A live beat that sent two entries, one of them then deleted, and a standby
+    started after that: ``(live, standby, the ledger in Redis)``."""
+    save(app, "long", True)
+    save(app, "adhoc", True)
+    live = holding_the_lock(app)
+    tick_until(live, lambda: len(published) >= 2)   # both sent: both in the ledger
+    live.sync()
+    RedBeatSchedulerEntry.from_key(RedBeatSchedulerEntry.generate_key(app, "adhoc"),
+                                   app=app).delete()
+    before = redis.Redis.from_url(REDBEAT_DB).get(ledger_key(app))
+    assert before is not None and b"adhoc" in before
+    standby = SingletonRedBeatScheduler(app=app, lazy=False)   # waits for the lock
+    return live, standby, before
+
+
+def test_a_standby_that_never_held_the_lock_does_not_write_the_ledger(app, published):
+    live, standby, before = standby_beside_a_live_beat(app, published)
+    try:
+        assert standby.ccs.ledger.dirty    # it forgot 'adhoc': it has something to save
+        standby.close()
+        assert redis.Redis.from_url(REDBEAT_DB).get(ledger_key(app)) == before
+    finally:
+        live.close()
+
+
+def test_a_standby_that_never_held_the_lock_publishes_nothing(app, published):
+    live, standby, _ = standby_beside_a_live_beat(app, published)
+    try:
+        assert standby.apply_async(standby.ccs_entry("long")) is None
+        assert len(published) == 2
+    finally:
+        standby.close()
+        live.close()
+
+
+def test_a_beat_that_lost_the_lock_does_not_send_its_buffered_run(app, published):
+    # no worker: the first emission waits in the queue and blocks the next due
+    # run through the ledger until it expires; that run is buffered
+    save(app, "gc", {"overlap": "buffer_one", "expires": 1.0})
+    beat = holding_the_lock(app)
+    try:
+        tick_until(beat, lambda: beat.ccs.ledger.pending)
+        assert len(published) == 1
+        other = steal_the_lock(app, beat)
+        time.sleep(1.2)   # the first emission expires: the buffered run is due to go
+
+        with contextlib.suppress(Exception):   # redbeat then fails to extend the lock
+            beat.tick()
+
+        assert len(published) == 1
+        assert beat.ccs.ledger.pending   # still remembered, for whoever is in charge
+        other.release()
+    finally:
+        beat.lock = None
+        beat.close()
