@@ -22,7 +22,9 @@ from typing import Any
 import django_celery_beat.admin  # noqa: F401 - registers PeriodicTaskAdmin before we replace it
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django_celery_beat.admin import PeriodicTaskAdmin
@@ -32,8 +34,10 @@ from ...policy import SKIP, Policy
 from .conf import current_settings
 from .manual import run_now
 from .models import SingletonDecision, SingletonSettings
+from .schedulers import arguments_problem
 
 CHANGE_PERIODIC_TASK = "django_celery_beat.change_periodictask"
+INLINE_FIELDS = ("enabled", "overlap", "key", "on_unknown", "expires")
 
 
 class SingletonSettingsForm(forms.ModelForm):
@@ -41,7 +45,7 @@ class SingletonSettingsForm(forms.ModelForm):
 
     class Meta:
         model = SingletonSettings
-        fields = ("enabled", "overlap", "key", "on_unknown", "expires")
+        fields = INLINE_FIELDS
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -52,10 +56,33 @@ class SingletonSettingsForm(forms.ModelForm):
                 self.fields["overlap"].initial = default.overlap
 
 
+class SingletonSettingsFormSet(BaseInlineFormSet):
+    """Refuses singleton settings the task's own arguments cannot be keyed with
+    (``[NaN]`` under identity ``args``), and arguments the app default cannot
+    key when the task has no row: beat would leave the task out with an ERROR
+    nobody reads in the admin. Runs even when the inline is left untouched."""
+
+    def clean(self) -> None:
+        super().clean()
+        settings = current_settings()
+        if settings is None or any(form.errors for form in self.forms):
+            return
+        rows = [form for form in self.forms if not self._should_delete_form(form)
+                and (not form.instance._state.adding or form.has_changed())]
+        fields = ({name: rows[0].cleaned_data.get(name) for name in INLINE_FIELDS}
+                  if rows else None)
+        problem = arguments_problem(self.instance, fields, settings)
+        if problem:
+            raise ValidationError(f"{problem}. Give the task arguments that are JSON "
+                                  "values, or an identity that leaves them out "
+                                  "('name', 'kwargs:a,b'), or switch singleton off.")
+
+
 class SingletonSettingsInline(admin.StackedInline):
     model = SingletonSettings
     form = SingletonSettingsForm
-    fields = ("enabled", "overlap", "key", "on_unknown", "expires")
+    formset = SingletonSettingsFormSet
+    fields = INLINE_FIELDS
     extra = 1
     max_num = 1
     can_delete = True
@@ -186,8 +213,9 @@ class SingletonPeriodicTaskAdmin(PeriodicTaskAdmin):
         return [action for action in allowed
                 if getattr(action[0], "allowed_permissions", None)]
 
-    def _set_singleton(self, queryset: QuerySet, enabled: bool) -> int:
-        ids = list(queryset.values_list("pk", flat=True))
+    def _set_singleton(self, queryset: QuerySet, enabled: bool,
+                       ids: list[int] | None = None) -> int:
+        ids = list(queryset.values_list("pk", flat=True)) if ids is None else ids
         existing = SingletonSettings.objects.filter(periodic_task_id__in=ids)
         existing.update(enabled=enabled)   # tells beat (SingletonSettingsQuerySet)
         have = set(existing.values_list("periodic_task_id", flat=True))
@@ -198,9 +226,22 @@ class SingletonPeriodicTaskAdmin(PeriodicTaskAdmin):
 
     @admin.action(description="Make selected tasks singleton", permissions=["change"])
     def make_singleton(self, request: HttpRequest, queryset: QuerySet) -> None:
-        count = self._set_singleton(queryset, True)
-        self.message_user(request, f"{count} task(s) are now singleton: beat will not emit "
-                                   "them while an identical task is queued or running.")
+        settings = current_settings()
+        ok, refused = [], []
+        for task in queryset.select_related("singleton"):
+            row = getattr(task, "singleton", None)
+            fields = row.fields() if row is not None else {"enabled": True, "overlap": SKIP}
+            fields["enabled"] = True
+            problem = arguments_problem(task, fields, settings) if settings else None
+            (refused if problem else ok).append((task, problem))
+        count = self._set_singleton(queryset, True, ids=[task.pk for task, _ in ok])
+        if count:
+            self.message_user(request, f"{count} task(s) are now singleton: beat will not "
+                                       "emit them while an identical task is queued or "
+                                       "running.")
+        for task, problem in refused:
+            self.message_user(request, f"{task.name} left unchanged: {problem}",
+                              level=messages.ERROR)
 
     @admin.action(description="Allow overlap for selected tasks", permissions=["change"])
     def allow_overlap(self, request: HttpRequest, queryset: QuerySet) -> None:

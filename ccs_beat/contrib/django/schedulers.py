@@ -44,7 +44,7 @@ from ...ledger import Ledger
 from ...policy import Policy, Settings, load_settings, parse_policy
 from ...scheduler import SingletonSchedulerMixin
 from .models import SingletonDecision, SingletonJournal, SingletonLedger, SingletonSettings
-from .options import FIELD_LABELS, field_errors, key_to_text
+from .options import FIELD_LABELS, field_errors, key_to_text, singleton_option
 
 logger = logging.getLogger("ccs_beat")
 
@@ -110,6 +110,31 @@ def check_arguments(model: PeriodicTask, policy: Policy) -> None:
         raise ConfigurationError(
             f"periodic task {model.name!r}: arguments cannot be keyed for its singleton "
             f"check ({policy.key.describe()}): {exc}") from exc
+
+
+def arguments_problem(model: PeriodicTask, fields: dict[str, Any] | None,
+                      settings: Settings) -> str | None:
+    """Why beat would leave ``model`` out because its arguments cannot be keyed
+    under the singleton settings ``fields`` (None: no row, the app default), or
+    None. The admin asks before it saves, so that nobody learns it from beat's
+    log; a bad field is reported on the field, not here."""
+    if fields is None:
+        policy = settings.default_policy
+    elif fields.get("enabled") is False:
+        return None
+    else:
+        try:
+            policy = parse_policy(singleton_option(**fields), default=settings.default_policy,
+                                  functions=settings.key_functions)
+        except ConfigurationError:
+            return None
+    if not policy.checked or policy.key.kind == "name":
+        return None
+    try:
+        check_arguments(model, policy)
+    except ConfigurationError as exc:
+        return str(exc)
+    return None
 
 
 def check_rows(coordinator: Coordinator) -> CheckReport:
