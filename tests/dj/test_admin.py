@@ -538,6 +538,25 @@ def test_run_selected_tasks_reports_tasks_it_could_not_send_because_of_bad_rows(
     assert not any("task(s) sent" in text for _, text in messages)
 
 
+@pytest.mark.parametrize(("headers", "why"), [
+    ("{not json", "headers are not JSON"),
+    ("[1, 2]", "headers must be a JSON object"),
+])
+def test_run_selected_tasks_names_a_task_whose_headers_are_not_a_json_object(
+        admin_client: Client, make_task: Callable[..., PeriodicTask],
+        headers: str, why: str) -> None:
+    task = make_task("odd headers")
+    PeriodicTask.objects.filter(pk=task.pk).update(headers=headers)   # past the form
+
+    response = post_action(admin_client, "run_tasks", [task])
+
+    assert response.status_code == 302
+    errors = [text for level, text in message_texts(response) if level == "error"]
+    assert len(errors) == 1, message_texts(response)
+    assert errors[0].startswith("odd headers not sent: ")
+    assert "periodic task 'odd headers'" in errors[0] and why in errors[0]
+
+
 @pytest.mark.parametrize(("default", "ticked"), [("skip", True), (False, False)])
 def test_a_task_without_a_row_starts_from_the_app_default(
         admin_client: Client, task: PeriodicTask, default: Any, ticked: bool) -> None:

@@ -31,6 +31,19 @@ from ...policy import Policy, load_settings, parse_policy
 from .schedulers import row_option
 
 
+def _headers(model: Any) -> dict[str, Any]:
+    """The task's ``headers`` field, which must be a JSON object."""
+    try:
+        headers = loads(model.headers or "{}")
+    except ValueError as exc:
+        raise ConfigurationError(f"periodic task {model.name!r}: headers are not JSON "
+                                 f"({exc})") from exc
+    if not isinstance(headers, dict):
+        raise ConfigurationError(f"periodic task {model.name!r}: headers must be a JSON "
+                                 f"object, got {type(headers).__name__}")
+    return headers
+
+
 @dataclass
 class ManualRun:
     """What happened to one selected periodic task."""
@@ -45,11 +58,12 @@ def run_now(app: Any, periodic_tasks: Iterable[Any],
             reader: ClusterReader | None = None) -> list[ManualRun]:
     """Send each periodic task now unless its singleton setting forbids it."""
     settings = load_settings(app.conf)
-    plans: list[tuple[Any, Policy | None, str | None, list, dict]] = []
+    plans: list[tuple[Any, Policy | None, str | None, list, dict, dict]] = []
     runs: list[ManualRun] = []
     for model in periodic_tasks:
         try:
             args, kwargs = loads(model.args or "[]"), loads(model.kwargs or "{}")
+            headers = _headers(model)
             option = row_option(model, settings)
             policy = parse_policy(option, default=settings.default_policy,
                                   where=f"periodic task {model.name!r}",
@@ -58,10 +72,10 @@ def run_now(app: Any, periodic_tasks: Iterable[Any],
         except (ConfigurationError, UnkeyableError, ValueError, TypeError) as exc:
             runs.append(ManualRun(model.name, error=str(exc)))
             continue
-        plans.append((model, policy if policy.checked else None, key, args, kwargs))
+        plans.append((model, policy if policy.checked else None, key, args, kwargs, headers))
 
     snapshot: Snapshot | None = None
-    if any(policy is not None for _, policy, _, _, _ in plans):
+    if any(policy is not None for _, policy, *_ in plans):
         own = reader is None
         reader = reader or ClusterReader(app, timeout=settings.inspect_timeout,
                                          worker_expiry=settings.worker_expiry)
@@ -71,8 +85,7 @@ def run_now(app: Any, periodic_tasks: Iterable[Any],
             if own:
                 reader.close()
 
-    for model, policy, key, args, kwargs in plans:
-        headers = dict(loads(model.headers or "{}"))
+    for model, policy, key, args, kwargs, headers in plans:
         headers["periodic_task_name"] = model.name
         if policy is not None and snapshot is not None and key is not None:
             matches = [] if snapshot.failure else snapshot.index(policy.key).get(key, [])
