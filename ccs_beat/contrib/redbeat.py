@@ -37,6 +37,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, ensure_conf, get_redis
+from redis.exceptions import ResponseError
 
 from ..checks import CheckReport
 from ..coordinator import Coordinator
@@ -70,12 +71,41 @@ def _json(raw: Any, what: str) -> Any:
         return None
 
 
+#: the Redis type ccs_beat keeps under each of its keys
+KEY_TYPES = {LEDGER_SUFFIX: "string", JOURNAL_SUFFIX: "list"}
+
+
+def _wrong_type(client: Any, app: Any) -> ConfigurationError:
+    """Name the key that holds another Redis type than ccs_beat keeps there."""
+    found = []
+    for suffix, wanted in KEY_TYPES.items():
+        key = app.redbeat_conf.key_prefix + suffix
+        kind = client.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
+        if kind not in (wanted, "none"):
+            found.append(f"{key} is a {kind}, where ccs_beat keeps a {wanted}")
+    return ConfigurationError(
+        "ccs_beat: " + ("; ".join(found) or "a ccs_beat key holds the wrong Redis type")
+        + ". Another program writes under redbeat_key_prefix: give redbeat a prefix "
+        "of its own (redbeat_key_prefix), or delete the key (redis-cli DEL <key>) if "
+        "nothing else needs it; ccs_beat then starts with an empty ledger.")
+
+
 def read_ledger(app: Any) -> Ledger:
-    """The ledger in Redis with its journal replayed (one atomic read)."""
-    pipe = get_redis(app).pipeline(transaction=True)
+    """The ledger in Redis with its journal replayed (one atomic read).
+
+    Raises :class:`ConfigurationError` naming the key when one of ccs_beat's
+    keys holds another Redis type (something else writes there)."""
+    client = get_redis(app)
+    pipe = client.pipeline(transaction=True)
     pipe.get(ledger_key(app))
     pipe.lrange(journal_key(app), 0, -1)
-    raw, journal = pipe.execute()
+    try:
+        raw, journal = pipe.execute()
+    except ResponseError as exc:
+        if "WRONGTYPE" not in str(exc):
+            raise
+        raise _wrong_type(client, app) from exc
     ledger = Ledger.from_state(_json(raw, f"the ledger ({ledger_key(app)})"))
     replayed = ledger.replay(_json(r, f"a record of {journal_key(app)}") for r in journal)
     if replayed:

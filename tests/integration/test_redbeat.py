@@ -13,6 +13,7 @@ import subprocess
 import sys
 from datetime import timedelta
 
+import pytest
 import redis
 
 from tests.conftest import REDBEAT_DB
@@ -264,3 +265,23 @@ def test_a_buffered_run_counts_as_a_run_in_redis(redbeat_cluster):
     assert state["total_run_count"] == len(sent), (state, len(sent))
     assert decode_time(state["last_run_at"]) >= sent[-1].at - 0.5
     assert_no_overlap(cluster.runs("long"))
+
+
+@pytest.mark.parametrize(("suffix", "write"), [
+    (":ccs_beat:ledger", lambda c, k: c.rpush(k, "x")),
+    (":ccs_beat:ledger", lambda c, k: c.hset(k, "a", "b")),
+    (":ccs_beat:journal", lambda c, k: c.set(k, "x")),
+    (":ccs_beat:journal", lambda c, k: c.hset(k, "a", "b")),
+], ids=["ledger-list", "ledger-hash", "journal-string", "journal-hash"])
+def test_a_ccs_beat_key_of_the_wrong_redis_type_stops_beat_naming_the_key(redbeat_cluster,
+                                                                          suffix, write):
+    cluster = redbeat_cluster()
+    cluster.schedule = {"long": long_entry(cluster)}
+    key = cluster.settings["redbeat_key_prefix"] + suffix
+    write(redis.Redis.from_url(REDBEAT_DB), key)
+
+    proc = cluster.run_beat_to_exit(scheduler=SCHEDULER)
+
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"{key} is a " in out and "redbeat_key_prefix" in out, out[-3000:]
