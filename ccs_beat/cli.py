@@ -8,6 +8,7 @@ user's code. Keep the import cheap and free of side effects beyond that.
 
 from __future__ import annotations
 
+import math
 import sys
 
 import click
@@ -16,6 +17,14 @@ from celery.bin.base import CeleryCommand
 from .coordinator import Coordinator
 from .errors import ConfigurationError
 from .ledger import Ledger
+
+
+def _positive_seconds(ctx: click.Context, param: click.Parameter,
+                      value: float | None) -> float | None:
+    """A finite number of seconds in (0, 60], checked before anything is sent."""
+    if value is not None and not (math.isfinite(value) and 0 < value <= 60):
+        raise click.BadParameter(f"{value!r} is not a number of seconds in (0, 60]")
+    return value
 
 
 @click.group(name="ccs")
@@ -47,8 +56,9 @@ def check(ctx: click.Context, scheduler: str | None) -> None:
 
 @ccs.command(cls=CeleryCommand)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--timeout", type=float, default=None,
-              help="Seconds to wait for worker replies (default: ccs_beat_inspect_timeout).")
+@click.option("--timeout", type=float, default=None, callback=_positive_seconds,
+              help="Seconds to wait for worker replies, more than 0 and at most 60 "
+                   "(default: ccs_beat_inspect_timeout).")
 @click.option("--schedule", "schedule_path", default=None,
               help="SingletonScheduler's schedule file (beat -s; default celerybeat-schedule).")
 @click.option("--scheduler", default=None,
@@ -103,6 +113,5 @@ def status(ctx: click.Context, as_json: bool, timeout: float | None,
     ledger, source, error = read_ledger(app, schedule_path, scheduler)
     report = build_report(snapshot, policies, task_policies, ledger, source, error)
     click.echo(render_json(report) if as_json else render(report))
-    if report.failure:
-        sys.exit(2)
+    sys.exit(report.exit_code)
 

@@ -231,8 +231,14 @@ def _task_from(item: Any, state: str, worker: str, now: float | None) -> SeenTas
                                    or not isinstance(time_start, (int, float))
                                    or not _finite(time_start)):
         raise GarbledReply(f"{state} item {task_id} has time_start {time_start!r}")
+    args, kwargs = item.get("args"), item.get("kwargs")
+    if args is not None and not isinstance(args, (list, tuple)):
+        raise GarbledReply(f"{state} item {task_id} ({name}) has args {args!r:.80}, not a list")
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise GarbledReply(f"{state} item {task_id} ({name}) has kwargs {kwargs!r:.80}, "
+                           "not a dict")
     stamp = item.get("stamp")
-    return SeenTask(id=task_id, name=name, args=item.get("args"), kwargs=item.get("kwargs"),
+    return SeenTask(id=task_id, name=name, args=args, kwargs=kwargs,
                     state=state, worker=worker, time_start=time_start, worker_now=now,
                     stamp=stamp if isinstance(stamp, Mapping) else None)
 

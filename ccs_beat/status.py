@@ -57,9 +57,30 @@ class Report:
     garbled: dict[str, str] = field(default_factory=dict)
     failure: str | None = None
     elapsed_ms: float = 0.0
+    timeout: float = 0.0
+
+    @property
+    def outcome(self) -> str:
+        """``failed`` (the broker could not be used), ``no_worker`` (nobody
+        answered: nothing can be said of what runs), ``partial`` (some worker
+        was silent or unusable: the list may miss tasks) or ``complete``."""
+        if self.failure:
+            return "failed"
+        if not self.answered:
+            return "no_worker"
+        return "partial" if self.silent or self.garbled else "complete"
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.outcome]
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "outcome": self.outcome}
+
+
+#: ``celery ccs status`` exit status per outcome (docs/cli.md); 2 is click's
+#: usage error (a bad option, such as ``--timeout -1``)
+EXIT_CODES = {"complete": 0, "no_worker": 3, "failed": 4, "partial": 5}
 
 
 def _age(task: SeenTask, now: float) -> float | None:
@@ -128,7 +149,8 @@ def build_report(snapshot: Snapshot, policies: Mapping[str, tuple[str, Policy]],
         ledger_source=ledger_source, ledger_error=ledger_error,
         ledger=ledger_rows(ledger, now) if ledger is not None else [],
         answered=answered, silent=silent, garbled=dict(snapshot.garbled),
-        failure=snapshot.failure, elapsed_ms=snapshot.elapsed * 1000)
+        failure=snapshot.failure, elapsed_ms=snapshot.elapsed * 1000,
+        timeout=snapshot.timeout)
 
 
 def _fmt_age(value: float | None) -> str:
@@ -151,18 +173,29 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
-def render(report: Report) -> str:
-    """The human-readable form of ``report``."""
-    lines = []
-    if report.failure:
-        lines.append(f"cluster read failed: {report.failure}")
-    lines.append(f"Singleton tasks in the cluster ({len(report.rows)}):")
+def _singleton_table(report: Report) -> list[str]:
+    lines = [f"Singleton tasks in the cluster ({len(report.rows)})"
+             + (", from the workers that answered:" if report.outcome == "partial" else ":")]
     if report.rows:
         lines += ["  " + t for t in _table(
             ["TASK", "KEY", "WORKER", "STATE", "AGE", "ID"],
             [[r.task, r.key, r.worker, r.state, _fmt_age(r.age), r.id] for r in report.rows])]
     else:
         lines.append("  none running, reserved or scheduled")
+    return lines
+
+
+def render(report: Report) -> str:
+    """The human-readable form of ``report``."""
+    lines = []
+    if report.outcome == "failed":
+        lines.append(f"Could not read the cluster: {report.failure}")
+    elif report.outcome == "no_worker":
+        lines.append(f"No worker answered within {report.timeout:g}s: what is running, "
+                     "reserved or scheduled cannot be told (are the workers up, on this "
+                     "broker, and do they import ccs_beat or answer inspect commands?)")
+    else:
+        lines += _singleton_table(report)
     lines.append("")
     if report.ledger_source is None:
         lines.append("Beat ledger: " + (report.ledger_error or "not found"))

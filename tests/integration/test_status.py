@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.integration import beatlog
-from tests.integration.harness import wait_until
+from tests.integration.harness import Cluster, wait_until
 
 pytestmark = pytest.mark.timeout(150)
 
@@ -54,10 +54,24 @@ def test_status_shows_the_running_singleton_and_the_beat_ledger(make_cluster):
     assert worker.alive()
 
 
-def test_status_with_no_worker_says_so_and_exits_cleanly(make_cluster):
+def test_status_with_no_worker_says_nobody_answered_not_none_running(make_cluster):
     cluster = make_cluster()
     result = ccs_status(cluster, "--timeout", "0.5")
-    assert result.returncode == 0, result.stderr
-    assert "none running, reserved or scheduled" in result.stdout
-    assert "Workers: 0 answered" in result.stdout
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert result.stdout.startswith("No worker answered within 0.5s")
+    assert "none running" not in result.stdout
     assert "no beat schedule file" in result.stdout
+
+
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "61"])
+def test_status_refuses_a_timeout_that_is_not_a_positive_number_before_using_the_broker(
+        tmp_path, timeout):
+    # a broker nobody listens on: any attempt to use it would fail differently
+    cluster = Cluster("amqp://guest:guest@127.0.0.1:9//", tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "tests.integration.proj", "ccs", "status",
+         "--timeout", timeout], cwd=cluster.dir, env=cluster.env(), capture_output=True,
+        text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--timeout" in result.stderr and "(0, 60]" in result.stderr
+    assert "none running" not in result.stdout

@@ -171,3 +171,15 @@ def test_incomplete_reason_names_what_could_not_be_read(snap, expected):
 
 def test_complete_snapshot_has_no_incomplete_reason():
     assert Snapshot(taken_at=0, workers={"w1": view("w1")}).incomplete_reason() is None
+
+
+@pytest.mark.parametrize(("field", "value"), [("args", 5), ("args", "1, 2"),
+                                              ("kwargs", [["x", 1], 5]), ("kwargs", "x=1")])
+def test_a_task_whose_arguments_are_not_a_list_and_a_dict_makes_the_reply_unusable(
+        field, value):
+    # a non-Python producer: the task names itself, so the reply is named and skipped
+    item = {"id": "t-1", "name": "jobs.gc", "args": [], "kwargs": {}, field: value}
+    body = {"ccs": 1, "now": 1000.0, "peers": [], "active": [item], "reserved": [],
+            "scheduled": []}
+    with pytest.raises(GarbledReply, match=rf"t-1 \(jobs.gc\) has {field}"):
+        parse_reply("w1@h", body)

@@ -76,7 +76,36 @@ def test_the_ledger_is_shown_with_ages_and_expiry():
     assert json.loads(render_json(report))["ledger"][0]["task_id"] == "t1"
 
 
-def test_a_broker_failure_is_reported_first():
+def test_a_broker_failure_is_reported_first_without_a_list_of_tasks():
     snap = Snapshot(taken_at=NOW, failure="ConnectionRefusedError(111)", timeout=1.0)
-    text = render(build_report(snap, {}, {}, None, None, "not reachable", now=NOW))
-    assert text.splitlines()[0] == "cluster read failed: ConnectionRefusedError(111)"
+    report = build_report(snap, {}, {}, None, None, "not reachable", now=NOW)
+    text = render(report)
+    assert text.splitlines()[0] == "Could not read the cluster: ConnectionRefusedError(111)"
+    assert "none running" not in text and "Singleton tasks" not in text
+    assert (report.outcome, report.exit_code) == ("failed", 4)
+    assert json.loads(render_json(report))["outcome"] == "failed"
+
+
+def test_no_worker_answering_is_not_reported_as_none_running():
+    report = build_report(Snapshot(taken_at=NOW, timeout=0.5), {}, {}, None, None, "x",
+                          now=NOW)
+    text = render(report)
+    assert text.splitlines()[0].startswith("No worker answered within 0.5s")
+    assert "none running" not in text and "Singleton tasks" not in text
+    assert (report.outcome, report.exit_code) == ("no_worker", 3)
+
+
+def test_a_silent_or_unusable_worker_makes_the_answer_partial():
+    report = build_report(snapshot(view("w1@h"), missing=("w2@h",)), {}, {}, None, None, "x",
+                          now=NOW)
+    assert report.silent == ["w2@h"]
+    assert (report.outcome, report.exit_code) == ("partial", 5)
+    assert "from the workers that answered" in render(report)
+
+
+def test_a_full_answer_exits_zero():
+    view = WorkerView(hostname="w1@h", tasks=(), now=NOW, peers=frozenset({"w1@h"}))
+    report = build_report(Snapshot(taken_at=NOW, workers={"w1@h": view}, timeout=1.0),
+                          {}, {}, None, None, "x", now=NOW)
+    assert (report.outcome, report.exit_code) == ("complete", 0)
+    assert "none running, reserved or scheduled" in render(report)
