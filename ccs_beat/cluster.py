@@ -23,7 +23,6 @@ separate from :class:`ClusterReader`, the only piece that talks to a broker.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
@@ -35,8 +34,9 @@ from kombu.utils.uuid import uuid
 
 from .errors import ConfigurationError, UnkeyableError
 from .identity import KeySpec, task_key
+from .logs import get_logger
 
-logger = logging.getLogger(__name__)
+logger = get_logger(__name__)
 
 #: name of the inspect command served by workers that import ccs_beat
 COMMAND = "ccs_snapshot"

@@ -28,9 +28,10 @@ from .decide import Decision, decide
 from .errors import ConfigurationError, UnkeyableError
 from .identity import task_key
 from .ledger import Emission, Ledger
+from .logs import get_logger
 from .policy import Policy, Settings, load_settings, parse_policy
 
-logger = logging.getLogger("ccs_beat")
+logger = get_logger("ccs_beat")
 
 #: the per-entry option ccs_beat reads (and removes before sending)
 OPTION = "singleton"

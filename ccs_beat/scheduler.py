@@ -17,7 +17,6 @@ journal, :meth:`~SingletonSchedulerMixin.ccs_journal_append` and
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -25,8 +24,9 @@ from celery.beat import PersistentScheduler
 
 from .coordinator import Coordinator, Verdict
 from .ledger import Ledger
+from .logs import get_logger
 
-logger = logging.getLogger("ccs_beat")
+logger = get_logger("ccs_beat")
 
 #: shelve key of the ledger in the PersistentScheduler's store
 LEDGER_KEY = "ccs_beat_ledger"

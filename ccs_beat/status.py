@@ -20,6 +20,7 @@ from .cluster import SeenTask, Snapshot
 from .errors import UnkeyableError
 from .identity import task_key
 from .ledger import Ledger
+from .logs import printable
 from .policy import Policy
 
 
@@ -215,7 +216,8 @@ def render(report: Report) -> str:
         lines.append("  no reply from: " + ", ".join(report.silent))
     for worker, why in sorted(report.garbled.items()):
         lines.append(f"  unusable reply from {worker}: {why}")
-    return "\n".join(lines)
+    # ids, names and reasons come from replies and stored text: one line each
+    return "\n".join(printable(line) for line in lines)
 
 
 def render_json(report: Report) -> str:

@@ -39,9 +39,10 @@ from .control import STAMP_HEADER, make_stamp
 from .errors import ConfigurationError, UnkeyableError
 from .guard import GuardVerdict, Peer, Rank, decide, rank_of
 from .identity import DEFAULT_KEY, KeySpec, task_key
+from .logs import get_logger
 from .policy import Policy, Settings, load_settings, parse_policy
 
-logger = logging.getLogger("ccs_beat.guard")
+logger = get_logger("ccs_beat.guard")
 
 #: result state of a duplicate that stepped aside (not SUCCESS, not FAILURE)
 SKIPPED = "SKIPPED"

@@ -32,7 +32,6 @@ How it fits redbeat:
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,9 +42,10 @@ from ..checks import CheckReport
 from ..coordinator import Coordinator
 from ..errors import ConfigurationError
 from ..ledger import Ledger
+from ..logs import get_logger
 from ..scheduler import SingletonSchedulerMixin
 
-logger = logging.getLogger("ccs_beat")
+logger = get_logger("ccs_beat")
 
 #: suffix of the ledger's key after redbeat's key prefix
 LEDGER_SUFFIX = ":ccs_beat:ledger"

@@ -7,13 +7,13 @@ them from Celery's current app, as django-celery-beat's admin does.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from ...errors import ConfigurationError
+from ...logs import get_logger
 from ...policy import Settings, load_settings
 
-logger = logging.getLogger("ccs_beat")
+logger = get_logger("ccs_beat")
 
 
 def current_settings(app: Any = None) -> Settings | None:

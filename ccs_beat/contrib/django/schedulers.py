@@ -26,7 +26,6 @@ What differs from the stock scheduler, and why:
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 from weakref import WeakKeyDictionary
 
@@ -41,12 +40,13 @@ from ...coordinator import OPTION, Coordinator, Verdict
 from ...errors import ConfigurationError, UnkeyableError
 from ...identity import task_key
 from ...ledger import Ledger
+from ...logs import get_logger
 from ...policy import Policy, Settings, load_settings, parse_policy
 from ...scheduler import SingletonSchedulerMixin
 from .models import SingletonDecision, SingletonJournal, SingletonLedger, SingletonSettings
 from .options import FIELD_LABELS, field_errors, key_to_text, singleton_option
 
-logger = logging.getLogger("ccs_beat")
+logger = get_logger("ccs_beat")
 
 _UNSET = object()
 
