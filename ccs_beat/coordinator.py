@@ -286,8 +286,10 @@ class Coordinator:
     def _expires(self, entry: Any, policy: Policy, options: Mapping[str, Any],
                  now: float) -> float | None:
         """Seconds until the message expires: the policy's, the entry's own
-        ``expires`` option, or (default) until the entry's next run less a
-        margin, so an old message is gone before the next one is sent."""
+        ``expires`` option, or (default) one period of the entry's schedule from
+        now, less a margin, so an old message is gone before the next one is
+        sent. None, with a WARNING, when the schedule cannot say when it runs
+        next or says it is due again already."""
         if policy.expires is not None:
             return policy.expires
         own = options.get("expires")
@@ -303,6 +305,8 @@ class Coordinator:
                            "an expiry", describe_entry(entry.name))
             return None
         if next_in <= 0:
+            logger.warning("ccs_beat: %s is due again already; sending it without an "
+                           "expiry", describe_entry(entry.name))
             return None
         return max(next_in - min(1.0, next_in * 0.1), 0.05)
 

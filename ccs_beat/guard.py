@@ -71,8 +71,13 @@ class Peer:
     """An identical task seen active on a worker.
 
     ``age`` is ``now - time_start`` by that worker's own clock; None when the
-    worker did not report its clock (a worker without ccs_beat, whose tasks run
-    unguarded and so count as committed).
+    reply gave no ``time_start`` for it, and then it counts as committed (it is
+    running, and how long it has decided cannot be told). ``guarded`` is False
+    for a task read through the stock inspect commands (a worker without
+    ccs_beat, whose tasks run unguarded): it is committed too. The worker guard
+    itself never reads such workers -- it reads only ``ccs_snapshot`` replies,
+    and a worker that cannot give one makes the read incomplete, so
+    ``on_unknown`` decides -- beat's read (and the simulation) do.
     """
 
     task_id: str

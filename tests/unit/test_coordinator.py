@@ -11,7 +11,7 @@ from datetime import timedelta
 import pytest
 from celery import Celery
 from celery.beat import BeatLazyFunc, ScheduleEntry
-from celery.schedules import crontab, schedule
+from celery.schedules import crontab, schedstate, schedule
 
 from ccs_beat import ConfigurationError
 from ccs_beat.cluster import SeenTask, Snapshot, WorkerView
@@ -105,6 +105,24 @@ def test_crontab_entries_expire_before_their_next_run(app):
     ccs.judge(entry)
     sending, _, _ = ccs.prepare(entry)
     assert 0 < sending.options["expires"] <= 24 * 3600
+
+
+class DueAgainAlready(schedule):
+    """A schedule that says the entry is due again at once (beat fell behind)."""
+
+    def is_due(self, last_run_at):
+        return schedstate(True, 0)
+
+
+def test_an_entry_due_again_already_is_sent_without_expiry_and_says_so(app, caplog):
+    entry = ScheduleEntry(name="behind", task="blobs.gc", schedule=DueAgainAlready(60.0),
+                          args=(1,), app=app)
+    ccs = coordinator(app)
+    ccs.judge(entry)
+    with caplog.at_level("WARNING", logger="ccs_beat"):
+        sending, _, expires_at = ccs.prepare(entry)
+    assert "expires" not in sending.options and expires_at is None
+    assert "beat entry 'behind' is due again already" in caplog.text
 
 
 def test_policy_expiry_wins_and_an_entrys_own_expiry_is_kept_otherwise(app):

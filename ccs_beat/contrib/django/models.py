@@ -63,7 +63,8 @@ class SingletonSettingsQuerySet(models.QuerySet):
 
 
 class SingletonSettings(models.Model):
-    """Singleton settings of one periodic task."""
+    """Singleton settings of one periodic task (data anyone with the change
+    permission writes: see :func:`~ccs_beat.identity.parse_key_spec`)."""
 
     periodic_task = models.OneToOneField(
         PeriodicTask, on_delete=models.CASCADE, primary_key=True, related_name="singleton",
@@ -85,7 +86,7 @@ class SingletonSettings(models.Model):
         blank=True, default="")
     expires = models.FloatField(
         "message expiry (seconds)", null=True, blank=True,
-        help_text="Empty: until the next run is due.")
+        help_text="Empty: one period of the schedule from sending, less min(1 s, 10 %).")
     changed_at = models.DateTimeField(auto_now=True)
 
     objects = SingletonSettingsQuerySet.as_manager()
