@@ -509,11 +509,6 @@ def test_every_write_to_singleton_settings_marks_schedule_changed(
 # -- run selected tasks ---------------------------------------------------------------
 
 
-def test_run_selected_tasks_action_is_labelled_singleton_aware() -> None:
-    assert SingletonPeriodicTaskAdmin.run_tasks.short_description == \
-        "Run selected tasks (singletons only if none is running)"
-
-
 def test_run_selected_tasks_reports_tasks_it_could_not_send_because_of_bad_rows(
         admin_client: Client, make_task: Callable[..., PeriodicTask]) -> None:
     # Bad rows are reported before run_now reads the cluster or sends anything,
