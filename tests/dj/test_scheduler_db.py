@@ -220,3 +220,16 @@ def test_celery_beat_scheduler_setting_selects_it_without_the_wrong_scheduler_ba
     from kombu.utils import symbol_by_name
     assert symbol_by_name(beat.scheduler_cls) is SingletonDatabaseScheduler
     assert is_database_scheduler(settings.CELERY_BEAT_SCHEDULER)
+
+
+def test_a_row_whose_headers_are_not_json_is_left_out_with_an_error_naming_it(app, caplog):
+    broken = make_task("broken headers")
+    PeriodicTask.objects.filter(pk=broken.pk).update(headers="{not json")
+    healthy = make_task("healthy")
+    with caplog.at_level(logging.ERROR, logger="ccs_beat"):
+        beat = start(app)
+    try:
+        assert "broken headers" not in beat.schedule and healthy.name in beat.schedule
+        assert "periodic task 'broken headers' cannot be loaded" in caplog.text
+    finally:
+        beat.close()

@@ -168,7 +168,14 @@ class SingletonModelEntry(ModelEntry):
     """A ``ModelEntry`` whose options carry the task's ``singleton`` setting."""
 
     def __init__(self, model: PeriodicTask, app: Any = None) -> None:
-        super().__init__(model, app=app)
+        try:
+            super().__init__(model, app=app)
+        except ValueError as exc:
+            # django-celery-beat leaves such a row out silently (headers that
+            # are not JSON, say): say which one, and why
+            logger.error("ccs_beat: periodic task %r cannot be loaded (%s); it is left out "
+                         "of the schedule until it is fixed", model.name, exc)
+            raise
         # ModelEntry.__next__ builds a new entry around the same model after
         # every run: validate a row once per model instance loaded from the
         # database (a reload brings new instances), not on every run
