@@ -5,7 +5,7 @@ delay ``D``, reads the cluster once (replies within ``T``), and hands the
 identical tasks it found to :func:`decide` as plain :class:`Peer` values. The
 simulation (:mod:`ccs_beat.simulation`) calls the very same function.
 
-Why this cannot double-run or collectively suicide (DESIGN §5):
+Why this cannot double-run or collectively suicide (docs/guard.md):
 
 * **Rank** orders duplicates the same way for every observer: the sender's
   ``sent_at`` stamp (or, without a stamp, the ``time_start`` the holding

@@ -1,6 +1,6 @@
 """Deterministic simulation of the worker guard against the talk's rule.
 
-Why this exists: the guard's safety argument (``ccs_beat.guard``, DESIGN §5)
+Why this exists: the guard's safety argument (``ccs_beat.guard``, docs/guard.md)
 is a proof sketch about timings, and timing bugs do not show up in a handful of
 integration runs. This module replays many seeded scenarios -- skewed clocks,
 random delivery lags, duplicates sent at once or seconds apart, lost and late
