@@ -163,3 +163,17 @@ def test_the_documentation_site_builds_in_strict_mode(tmp_path):
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert (tmp_path / "site" / "index.html").is_file()
+
+
+# -- (d) the guarantees page -------------------------------------------------------
+
+
+def test_every_test_the_guarantees_page_names_exists():
+    text = (DOCS / "guarantees.md").read_text(encoding="utf-8")
+    named = re.findall(r"`([a-z_/]+\.py)::(test_\w+)`", text)
+    files = re.findall(r"`([a-z_/]+\.py)`", text)
+    assert len(named) > 50
+    missing = [f"{path}::{name}" for path, name in named
+               if f"def {name}(" not in (ROOT / "tests" / path).read_text(encoding="utf-8")]
+    missing += [path for path in files if not (ROOT / "tests" / path).is_file()]
+    assert not missing, f"docs/guarantees.md names tests that do not exist: {missing}"
