@@ -59,4 +59,15 @@ def test_killing_the_worker_mid_body_does_not_leave_the_entry_stuck(make_cluster
     second = cluster.runs("long")[1]
     assert second.worker == cluster.hostname("w2")
     assert second.start >= killed_at          # the dead body had stopped: no overlap
+
+    # and beat sent that one run only: its next decision skips for it. (w2 has one
+    # slot, so a second copy would sit prefetched behind the 60 s body, unseen by
+    # any overlap check: count what beat sent instead.)
+    def skipped_for_second():
+        return [e for e in beatlog.skipped(beat.text(), "long")
+                if e.at > emitted_after_kill()[0].at and second.id in e.why]
+    wait_until(skipped_for_second, 20, interval=0.2, what="beat to skip for the new run")
+    after_kill = emitted_after_kill()
+    assert [e.task_id for e in after_kill] == [second.id], after_kill
+    assert [r.id for r in cluster.runs("long")] == [first.id, second.id]
     assert beat.alive()

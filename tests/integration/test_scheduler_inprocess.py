@@ -7,6 +7,7 @@ subprocess scenarios cannot observe. No worker runs, so every read finds nobody
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 
@@ -89,19 +90,55 @@ def test_emitted_message_has_expiry_and_stamp_but_no_singleton_option(scheduler,
 
 
 def test_skipped_run_still_advances_the_schedule(scheduler):
+    # The entry is due every 0.5 s; its only emission stays queued (no worker,
+    # expires in 30 s), so every later due run is skipped. Each skip must move
+    # the schedule on exactly as a sent run does: Celery's tick reserves the
+    # entry (last_run_at = now, total_run_count + 1) before ccs_beat decides,
+    # and nothing may undo or repeat that.
     _, sched = scheduler
-    skipped = []
-    on_skip = lambda sender, **kw: skipped.append(kw)  # noqa: E731
+    period = sched.schedule["queued"].schedule.seconds
+    decisions: list[tuple[str, float, str | None]] = []     # (kind, when, task id)
+    on_emit = lambda sender, **kw: decisions.append(  # noqa: E731
+        ("emitted", time.time(), kw["task_id"]))
+    on_skip = lambda sender, **kw: decisions.append(  # noqa: E731
+        ("skipped", time.time(), kw["decision"].blocker.task_id))
+    entry_emitted.connect(on_emit, weak=False)
     entry_skipped.connect(on_skip, weak=False)
+    # after each tick that decided a run: (kind, decided at, last_run_at, total_run_count)
+    after: list[tuple[str, float, float, int]] = []
+    deadline = time.monotonic() + 20
     try:
-        tick_until(sched, lambda: len(skipped) >= 2)
+        while len(after) < 4:
+            assert time.monotonic() < deadline, f"timed out ticking: {decisions}"
+            seen = len(decisions)
+            delay = sched.tick()
+            assert len(decisions) <= seen + 1, "one tick decided more than one run"
+            if len(decisions) > seen:
+                entry = sched.schedule["queued"]
+                kind, when, _ = decisions[-1]
+                after.append((kind, when, entry.last_run_at.timestamp(),
+                              entry.total_run_count))
+            if delay and delay > 0:
+                time.sleep(min(delay, 0.2))
     finally:
+        entry_emitted.disconnect(on_emit)
         entry_skipped.disconnect(on_skip)
-    entry = sched.schedule["queued"]
 
-    assert len(sched.ccs.ledger.entries["queued"]) == 1     # one emission only
-    assert entry.total_run_count >= 3                       # 1 emitted + 2 skipped
-    assert entry.last_run_at is not None
+    kinds = [kind for kind, *_ in after]
+    assert kinds == ["emitted", "skipped", "skipped", "skipped"], after
+    emitted_id = decisions[0][2]
+    assert [e.task_id for e in sched.ccs.ledger.entries["queued"]] == [emitted_id]
+    assert all(blocker == emitted_id for _, _, blocker in decisions[1:]), decisions
+    # every due run counts once, sent or skipped (SingletonScheduler counts due runs)
+    assert [count for *_, count in after] == [1, 2, 3, 4], after
+    for (_, decided, _, _), (_, _, last_run_at, _) in itertools.pairwise(after):
+        # the run was reserved after the previous decision: last_run_at moved to it
+        assert last_run_at > decided, after
+    for (_, _, earlier, _), (_, _, later, _) in itertools.pairwise(after):
+        # ... and the next due run came one period later, not at once
+        assert later - earlier >= period - 0.01, after
+    for _, decided, last_run_at, _ in after:
+        assert last_run_at <= decided, after
 
 
 def test_emission_is_in_the_journal_before_it_is_published(scheduler):
@@ -161,6 +198,8 @@ def test_a_publish_that_fails_is_withdrawn_so_the_next_run_is_not_blocked(make_c
     reloaded = SingletonScheduler(app=app, schedule_filename=str(cluster.dir / "schedule"))
     try:
         assert "broken" not in reloaded.ccs.ledger.entries, records
-        assert reloaded.ccs.ledger.seq >= 6          # 3 journaled sends + 3 withdrawals
+        # each failed publish left exactly two records: its send and its withdrawal
+        assert failures() >= 3
+        assert reloaded.ccs.ledger.seq == 2 * failures(), (failures(), records)
     finally:
         reloaded.close()
