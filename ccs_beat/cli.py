@@ -42,14 +42,17 @@ def check(ctx: click.Context, scheduler: str | None) -> None:
     """Validate ccs_beat settings, every beat_schedule entry's singleton option, and
     the entries the scheduler stores (django-celery-beat rows, redbeat entries)."""
     from .checks import check_app
+    from .logs import printable
 
     app = ctx.obj.app
     app.loader.import_default_modules()   # Django is set up; tasks declare policies
     report = check_app(app, scheduler)
+    # entry names come from rows and Redis: one line each, whatever they hold
     for name, policy in sorted(report.policies.items()):
-        click.echo(f"{name}: {policy.describe() if policy.checked else 'not checked (allow)'}")
-    for problem in report.problems:
-        click.echo(problem, err=True)
+        described = policy.describe() if policy.checked else "not checked (allow)"
+        click.echo(printable(f"{name}: {described}"))
+    for problem in report.problems:   # names in it are repr()s; its own lines stay
+        click.echo("\n".join(printable(line) for line in problem.splitlines()), err=True)
     if report.problems:
         sys.exit(1)
 

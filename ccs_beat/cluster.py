@@ -376,7 +376,14 @@ class ClusterReader:
         ticket = uuid()
         expected = set(self.membership.expected())
         bodies: dict[str, Any] = {}
+        undecodable: list[str] = []
         surprise = False
+
+        def on_decode_error(message: Any, exc: Exception) -> None:
+            # a reply that is not even JSON (a broken or hostile process on the
+            # broker): name it and read on -- it must not void the whole read
+            undecodable.append(repr(exc)[:120])
+            logger.warning("ccs_beat: ignoring a reply that cannot be decoded: %r", exc)
 
         def on_message(body: Any, message: Any) -> None:
             nonlocal surprise
@@ -402,7 +409,7 @@ class ClusterReader:
         queue = mailbox.reply_queue
         deadline = started + self.timeout
         consumer = Consumer(chan, [queue], accept=mailbox.accept, no_ack=True,
-                            callbacks=[on_message])
+                            callbacks=[on_message], on_decode_error=on_decode_error)
         with consumer:
             # kombu.pidbox has no public "publish, then collect until N named
             # replies" call; this is Mailbox._broadcast with a smarter stop.
@@ -422,6 +429,9 @@ class ClusterReader:
 
         views: dict[str, WorkerView] = {}
         garbled: dict[str, str] = {}
+        if undecodable:   # whose it was cannot be told: the read is not complete
+            garbled["(undecodable reply)"] = (f"{len(undecodable)} reply(ies) could not be "
+                                              f"decoded: {undecodable[0]}")
         legacy = []
         for host, body in bodies.items():
             if is_unknown_command_error(body):

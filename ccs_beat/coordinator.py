@@ -55,10 +55,22 @@ def _lazy(value: Any) -> bool:
     return isinstance(value, BeatLazyFunc)
 
 
+def _arguments(entry: Any) -> tuple[list[Any], dict[str, Any]]:
+    """An entry's args and kwargs as a list and a dict, or raise naming the entry:
+    a row or a Redis entry can hold ``5`` or ``[1]`` where they belong."""
+    args, kwargs = entry.args or (), entry.kwargs or {}
+    if not isinstance(args, (list, tuple)):
+        raise UnkeyableError(f"{describe_entry(entry.name)}: args is {args!r:.60} "
+                             f"(a {type(args).__name__}), not a list")
+    if not isinstance(kwargs, Mapping):
+        raise UnkeyableError(f"{describe_entry(entry.name)}: kwargs is {kwargs!r:.60} "
+                             f"(a {type(kwargs).__name__}), not a dict")
+    return list(args), dict(kwargs)
+
+
 def entry_arguments(entry: Any) -> tuple[list[Any], dict[str, Any], bool]:
     """``(args, kwargs, had_lazy)`` of an entry, with BeatLazyFunc values called."""
-    args = list(entry.args or ())
-    kwargs = dict(entry.kwargs or {})
+    args, kwargs = _arguments(entry)
     had_lazy = any(map(_lazy, args)) or any(map(_lazy, kwargs.values()))
     if had_lazy:
         args = [a() if _lazy(a) else a for a in args]
@@ -104,6 +116,9 @@ class Coordinator:
 
     def policy_for(self, name: str, options: Mapping[str, Any] | None) -> Policy:
         """The entry's policy, parsed once per distinct option value."""
+        if options is not None and not isinstance(options, Mapping):
+            raise ConfigurationError(f"{describe_entry(name)}: options is {options!r:.60}, "
+                                     "not a dict")
         raw = (options or {}).get(OPTION)
         cache_key = (name, repr(raw))
         policy = self._policies.get(cache_key)
@@ -199,14 +214,14 @@ class Coordinator:
         """Decide one due entry. Never raises: bad data means plain beat."""
         try:
             policy = self.policy_for(entry.name, entry.options)
-        except ConfigurationError as exc:
+        except Exception as exc:  # noqa: BLE001 - bad stored data must not stop beat
             logger.error("ccs_beat: %s; sending it without the singleton check", exc)
             return self._remember(entry, Verdict(None, None, None))
         if not policy.checked:
             return self._remember(entry, Verdict(policy, None, None))
         try:
             key = self.key_for(entry, policy)
-        except UnkeyableError as exc:
+        except Exception as exc:  # noqa: BLE001 - bad stored data must not stop beat
             logger.error("ccs_beat: %s; sending it without the singleton check", exc)
             return self._remember(entry, Verdict(policy, None, None))
         try:
@@ -368,7 +383,6 @@ class Coordinator:
 
 def entry_arguments_unevaluated(entry: Any) -> tuple[list[Any], dict[str, Any], bool]:
     """Like :func:`entry_arguments` but never calls lazy values (used at load)."""
-    args = list(entry.args or ())
-    kwargs = dict(entry.kwargs or {})
+    args, kwargs = _arguments(entry)
     lazy = any(map(_lazy, args)) or any(map(_lazy, kwargs.values()))
     return args, kwargs, lazy

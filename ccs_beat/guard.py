@@ -33,6 +33,7 @@ the margin.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -103,11 +104,21 @@ class GuardVerdict:
         return self.action == RUN
 
 
+def _clock(value: Any) -> bool:
+    """True for a finite number of seconds (not a bool, not NaN, not 10**400)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
+
+
 def rank_of(task_id: str, worker: str, stamp: Any, time_start: float | None) -> Rank:
     """The rank every observer computes for a task: stamp first, else time_start."""
     sent_at = stamp.get("sent_at") if isinstance(stamp, Mapping) else None
-    if isinstance(sent_at, bool) or not isinstance(sent_at, (int, float)):
-        sent_at = time_start if time_start is not None else float("inf")
+    if not _clock(sent_at):   # absent, or forged: NaN would make every comparison false
+        sent_at = time_start if _clock(time_start) else float("inf")
     return (float(sent_at), task_id, worker)
 
 

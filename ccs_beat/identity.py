@@ -96,6 +96,13 @@ class KeyFunctions:
 
     named: tuple[tuple[str, str | KeyFunction], ...] = ()
     paths: frozenset[str] = frozenset()
+    #: function objects written in code (``beat_schedule``, the default policy)
+    objects: tuple[KeyFunction, ...] = ()
+
+    def knows(self, func: Any) -> bool:
+        """True if the function object ``func`` was given in code."""
+        return any(func is known for known in self.objects) or \
+            any(func is target for _, target in self.named)
 
     def find(self, text: str) -> str | KeyFunction | None:
         """What ``text`` names in the registry (a path or a function), or None."""
@@ -106,11 +113,18 @@ class KeyFunctions:
             return text
         return None
 
-    def with_paths(self, paths: Iterable[str]) -> KeyFunctions:
-        return replace(self, paths=self.paths | frozenset(paths))
+    def with_code(self, paths: Iterable[str], objects: Iterable[KeyFunction]) -> KeyFunctions:
+        """These, plus the paths and function objects the configuration names."""
+        return replace(self, paths=self.paths | frozenset(paths),
+                       objects=(*self.objects, *objects))
 
 
 NO_KEY_FUNCTIONS = KeyFunctions()
+
+
+def function_path(func: Any) -> str:
+    """``module.qualname`` of a function: how a row or Redis entry names it."""
+    return f"{getattr(func, '__module__', '?')}.{getattr(func, '__qualname__', '?')}"
 
 
 def _is_path(text: str) -> bool:
@@ -135,9 +149,14 @@ def parse_key_spec(value: Any, *, where: str, functions: KeyFunctions = NO_KEY_F
         return KeySpec(kind=KEY_NAME)
     if isinstance(value, (list, tuple)):
         return _kwargs_spec(value, where)
-    if callable(value):   # a function object is never stored text
-        path = f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', '?')}"
-        return KeySpec(kind="callable", path=path, func=value)
+    if callable(value):
+        # a decoder can turn stored data into a callable object (redbeat's
+        # makes dateutil weekdays): only a function given in code is called
+        if not (from_code or functions.knows(value)):
+            raise ConfigurationError(
+                f"{where}: key is a {type(value).__name__} object that the configuration "
+                f"does not name; register key functions in {KEY_FUNCTIONS_SETTING}")
+        return KeySpec(kind="callable", path=function_path(value), func=value)
     if isinstance(value, str):
         target = functions.find(value)
         if target is None and from_code and _is_path(value):

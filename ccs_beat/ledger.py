@@ -25,6 +25,7 @@ includes, so a record is applied once whatever order the two writes land in.
 from __future__ import annotations
 
 import enum
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -54,12 +55,25 @@ class Emission:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Emission:
+        """Raise ValueError, KeyError or TypeError for a damaged record (a
+        400-digit or infinite time included: the store is data)."""
         return cls(task_id=str(data["task_id"]), key=str(data["key"]),
-                   sent_at=float(data["sent_at"]),
+                   sent_at=_seconds(data["sent_at"]),
                    expires_at=None if data.get("expires_at") is None
-                   else float(data["expires_at"]),
+                   else _seconds(data["expires_at"]),
                    seen_on=data.get("seen_on"),
-                   seen_at=None if data.get("seen_at") is None else float(data["seen_at"]))
+                   seen_at=None if data.get("seen_at") is None else _seconds(data["seen_at"]))
+
+
+def _seconds(value: Any) -> float:
+    """A finite clock reading, or ValueError."""
+    try:
+        seconds = float(value)
+    except OverflowError:
+        raise ValueError(f"{str(value)[:20]}... is out of range") from None
+    if not math.isfinite(seconds):
+        raise ValueError(f"{seconds!r} is not a clock reading")
+    return seconds
 
 
 #: ``result_ready(task_id)`` -> True (ready), False (not ready), None (cannot tell)

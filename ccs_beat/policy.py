@@ -23,6 +23,7 @@ from .identity import (
     NO_KEY_FUNCTIONS,
     KeyFunctions,
     KeySpec,
+    function_path,
     parse_key_functions,
     parse_key_spec,
 )
@@ -232,10 +233,13 @@ def known_settings() -> list[str]:
     return sorted(PREFIX + name for name in (*_setting_parsers(), *EXTRA_SETTINGS))
 
 
-def _paths_in_code(conf: Mapping[str, Any], default_setting: str | None) -> set[str]:
-    """Dotted-path keys written in the Python configuration: ``beat_schedule``
-    entries' ``key`` and the default policy's. Schedulers copy them into rows
-    and Redis entries, where they are read back as stored text."""
+def _keys_in_code(conf: Mapping[str, Any],
+                  default_setting: str | None) -> tuple[set[str], list[Any]]:
+    """Key functions written in the Python configuration (``beat_schedule``
+    entries' ``key`` and the default policy's): their dotted paths -- a
+    function object's ``module.qualname`` too, which is how the Django
+    scheduler copies it into a row, read back as stored text -- and the
+    function objects themselves."""
     options = [conf.get(default_setting)] if default_setting else []
     schedule = conf.get("beat_schedule")
     if isinstance(schedule, Mapping):
@@ -244,7 +248,9 @@ def _paths_in_code(conf: Mapping[str, Any], default_setting: str | None) -> set[
             if isinstance(entry_options, Mapping):
                 options.append(entry_options.get("singleton"))
     keys = [option.get("key") for option in options if isinstance(option, Mapping)]
-    return {key for key in keys if isinstance(key, str) and ("." in key or ":" in key)}
+    objects = [key for key in keys if callable(key)]
+    paths = {key for key in keys if isinstance(key, str) and ("." in key or ":" in key)}
+    return paths | {function_path(func) for func in objects}, objects
 
 
 def _our_keys(conf: Mapping[str, Any]) -> dict[str, str]:
@@ -282,7 +288,7 @@ def load_settings(conf: Mapping[str, Any]) -> Settings:
             values[short] = parsers[short](conf[raw], raw)
     functions = parse_key_functions(conf[raws["key_functions"]], where=raws["key_functions"]) \
         if "key_functions" in raws else NO_KEY_FUNCTIONS
-    functions = functions.with_paths(_paths_in_code(conf, raws.get("default_policy")))
+    functions = functions.with_code(*_keys_in_code(conf, raws.get("default_policy")))
     if "default_policy" in raws:
         values["default_policy"] = parse_policy(
             conf[raws["default_policy"]], where=raws["default_policy"], functions=functions,

@@ -192,7 +192,8 @@ class SingletonSchedulerMixin:
             return
         for name in sorted(ccs.ledger.pending):
             entry = self.ccs_entry(name)
-            if entry is None:
+            if entry is None or getattr(entry, "enabled", True) is False:
+                # deleted or switched off since the run was buffered: drop it
                 ccs.ledger.set_pending(name, False)
                 continue
             verdict = ccs.judge(entry, buffered=True)

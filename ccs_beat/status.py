@@ -9,6 +9,7 @@ tested without a cluster; the CLI command only gathers those and prints.
 from __future__ import annotations
 
 import json
+import math
 import shelve
 import time
 from collections.abc import Mapping
@@ -88,9 +89,13 @@ def _age(task: SeenTask, now: float) -> float | None:
     if task.age is not None:
         return task.age
     sent_at = (task.stamp or {}).get("sent_at")
-    if isinstance(sent_at, (int, float)):
-        return max(0.0, now - float(sent_at))
-    return None
+    if not isinstance(sent_at, (int, float)) or isinstance(sent_at, bool):
+        return None
+    try:
+        age = now - float(sent_at)
+    except OverflowError:
+        return None
+    return max(0.0, age) if math.isfinite(age) else None
 
 
 def singleton_rows(snapshot: Snapshot, policies: Mapping[str, tuple[str, Policy]],

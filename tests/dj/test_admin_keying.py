@@ -31,7 +31,10 @@ def inline_errors(response: Any) -> list[str]:
     ("[NaN]", "{}", "args"),
     ("[]", '{"x": NaN}', "kwargs:x"),
     ("[Infinity]", "{}", ""),          # the app default: args
-], ids=["nan-args-identity-args", "nan-kwarg-identity-kwargs-x", "infinity-default-identity"])
+    ("5", "{}", "name"),               # not a list: beat could not send it at all
+    ("[]", "[1]", "name"),             # not an object
+], ids=["nan-args-identity-args", "nan-kwarg-identity-kwargs-x", "infinity-default-identity",
+        "args-not-a-list-identity-name", "kwargs-not-an-object-identity-name"])
 def test_saving_settings_the_arguments_cannot_be_keyed_with_is_refused_with_the_reason(
         admin_client: Client, make_task: Callable[..., PeriodicTask],
         args: str, kwargs: str, key: str) -> None:

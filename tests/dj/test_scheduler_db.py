@@ -233,3 +233,49 @@ def test_a_row_whose_headers_are_not_json_is_left_out_with_an_error_naming_it(ap
         assert "periodic task 'broken headers' cannot be loaded" in caplog.text
     finally:
         beat.close()
+
+
+@pytest.mark.parametrize(("args", "kwargs"), [("5", "{}"), ("[]", "[1]"), ('"abc"', "{}")])
+def test_a_row_whose_arguments_are_not_a_list_and_an_object_is_left_out_even_keyed_by_name(
+        app, caplog, args, kwargs):
+    odd = make_task("odd", args=args, kwargs=kwargs)
+    SingletonSettings.objects.create(periodic_task=odd, key="name")
+    healthy = make_task("healthy")
+    with caplog.at_level(logging.ERROR, logger="ccs_beat"):
+        beat = start(app)
+    try:
+        assert "odd" not in beat.schedule and healthy.name in beat.schedule
+        assert "periodic task 'odd'" in caplog.text and "JSON list" in caplog.text
+    finally:
+        beat.close()
+
+
+def test_a_row_whose_headers_are_json_but_not_an_object_is_left_out(app, caplog):
+    odd = make_task("odd headers")
+    PeriodicTask.objects.filter(pk=odd.pk).update(headers="[]")
+    with caplog.at_level(logging.ERROR, logger="ccs_beat"):
+        beat = start(app)
+    try:
+        assert "odd headers" not in beat.schedule
+        assert "periodic task 'odd headers' cannot be loaded" in caplog.text
+    finally:
+        beat.close()
+
+
+def test_a_blocker_id_longer_than_the_column_does_not_lose_the_bursts_decisions(app):
+    # a task id is chosen by whoever sends the task; PostgreSQL enforces the
+    # column's length (this file also runs there, through test_postgresql.py)
+    long_one, other = make_task("long id"), make_task("other")
+    beat = start(app)
+    try:
+        skip = Decision("skip", "identical task in the cluster",
+                        blocker=Blocker(task_id="x" * 300, state="active", worker="w" * 300))
+        beat.ccs_on_decision(beat.schedule["long id"], Verdict(Policy(), "k", skip), None)
+        emit = Decision("emit", "no identical task queued or running")
+        beat.ccs_on_decision(beat.schedule["other"], Verdict(Policy(), "k", emit), "t-1")
+        beat.ccs_end_burst()
+        row = SingletonDecision.objects.get(periodic_task=long_one)
+        assert row.blocker_id.startswith("x" * 200) and len(row.blocker_id) <= 255
+        assert SingletonDecision.objects.get(periodic_task=other).task_id == "t-1"
+    finally:
+        beat.close()

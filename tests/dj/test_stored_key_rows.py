@@ -109,6 +109,23 @@ def test_a_beat_schedule_key_path_survives_the_round_trip_through_its_row(
         beat.close()
 
 
+def test_a_beat_schedule_key_function_object_survives_the_round_trip_through_its_row(app):
+    app.conf.beat_schedule = {"coded": {
+        "task": "tests.sleep", "schedule": 10.0, "kwargs": {"tenant": "acme"},
+        "options": {"singleton": {"key": tenant_key}}}}
+    beat = SingletonDatabaseScheduler(app=app, max_interval=1)
+    try:
+        assert SingletonSettings.objects.get(periodic_task__name="coded").key == \
+            f"{__name__}.tenant_key"
+        reloaded = beat.all_as_schedule()
+        assert "coded" in reloaded
+        entry = reloaded["coded"]
+        policy = beat.ccs.policy_for("coded", entry.options)
+        assert beat.ccs.key_for(entry, policy) == "tests.sleep/acme"
+    finally:
+        beat.close()
+
+
 def test_admin_refuses_an_unregistered_function_without_importing_it(
         admin_client: Client, task: PeriodicTask, import_probe) -> None:
     data = get_change_form(admin_client, task)

@@ -59,3 +59,15 @@ def test_ccs_check_fails_naming_every_bad_entry(make_cluster):
     assert "'a'" in result.stderr and "'skipp'" in result.stderr and "did you mean 'skip'" \
         in result.stderr
     assert "'b'" in result.stderr and "-5" in result.stderr
+
+
+def test_ccs_check_prints_an_entry_name_holding_a_newline_on_one_line(make_cluster):
+    # entry names come from rows and Redis too: they cannot add a line of their own
+    cluster = make_cluster(schedule={
+        "evil\nnightly-gc": {"task": "tests.sleep", "schedule": 60, "args": [1]}})
+    result = celery(cluster, "ccs", "check")
+
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert not any(line.startswith("nightly-gc") for line in lines), lines
+    assert any(line.startswith("evil\\x0anightly-gc: overlap=skip") for line in lines), lines

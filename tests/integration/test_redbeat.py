@@ -285,3 +285,27 @@ def test_a_ccs_beat_key_of_the_wrong_redis_type_stops_beat_naming_the_key(redbea
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert f"{key} is a " in out and "redbeat_key_prefix" in out, out[-3000:]
+
+
+def test_an_entry_whose_args_are_not_a_list_is_named_and_beat_keeps_running(redbeat_cluster):
+    from celery.schedules import schedule
+    from redbeat import RedBeatSchedulerEntry
+    cluster = redbeat_cluster()
+    start_workers(cluster, count=1)
+    beat = cluster.start_beat(scheduler=SCHEDULER)
+    app = cluster.app
+    app.conf.update(cluster.settings)
+    RedBeatSchedulerEntry("odd", "tests.sleep", schedule(1.0), args=5, app=app,
+                          options={"queue": cluster.queue,
+                                   "singleton": {"key": "name"}}).save()
+    save_entry(cluster, "fine", True, seconds=0.2)
+
+    wait_until(lambda: "beat entry 'odd'" in beat.text(), 20, what="an error naming the entry")
+    assert "args is 5" in beat.text()
+    wait_until(lambda: len(cluster.finished_runs("fine")) >= 2, 30,
+               what="the other entry to keep running")
+    assert beat.alive()
+    cluster.stop(beat)
+    again = cluster.start_beat("beat-again", scheduler=SCHEDULER)   # a restart is not blocked
+    wait_until(lambda: "beat entry 'odd'" in again.text(), 20, what="the restarted beat")
+    assert again.alive()

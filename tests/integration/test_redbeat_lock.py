@@ -147,3 +147,22 @@ def test_a_beat_that_lost_the_lock_does_not_send_its_buffered_run(app, published
     finally:
         beat.lock = None
         beat.close()
+
+
+def test_a_buffered_run_of_an_entry_disabled_since_is_dropped_not_sent(app, published):
+    save(app, "gc", {"overlap": "buffer_one", "expires": 1.0})
+    beat = holding_the_lock(app)
+    try:
+        tick_until(beat, lambda: beat.ccs.ledger.pending)
+        entry = RedBeatSchedulerEntry.from_key(
+            RedBeatSchedulerEntry.generate_key(app, "gc"), app=app)
+        entry.enabled = False
+        entry.save()
+        time.sleep(1.2)   # the first emission expires: the buffered run would go now
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline:   # several buffer polls
+            time.sleep(min(beat.tick(), 0.2))
+        assert len(published) == 1
+        assert not beat.ccs.ledger.pending
+    finally:
+        beat.close()

@@ -212,3 +212,22 @@ def test_a_read_older_than_burst_max_age_is_refreshed_for_an_entry_due_since(app
     clock["mono"] += ccs.settings.burst_max_age
     ccs.judge(due_entry(app, "c", overdue=-0.5))
     assert ccs.reader.reads == 2
+
+
+@pytest.mark.parametrize(("field", "value", "what"), [
+    ("args", 5, "args is 5 (a int), not a list"),
+    ("kwargs", [1], "kwargs is [1] (a list), not a dict"),
+    ("options", ["x"], "options is ['x'], not a dict"),
+])
+def test_an_entry_whose_stored_fields_have_the_wrong_type_is_named_and_never_stops_beat(
+        app, caplog, field, value, what):
+    # a redbeat entry or a Django row can hold any JSON where a list or dict belongs
+    entry = make_entry(app, "odd", options={"singleton": {"key": "name"}})
+    setattr(entry, field, value)
+    ccs = coordinator(app)
+    with caplog.at_level("ERROR", logger="ccs_beat"):
+        verdict = ccs.judge(entry)
+    assert verdict.decision is None
+    assert "beat entry 'odd'" in caplog.text and what in caplog.text
+    with pytest.raises(ConfigurationError, match=r"beat entry 'odd'"):
+        ccs.validate({"odd": entry})

@@ -115,3 +115,13 @@ def test_guard_settings_default_to_a_safe_timing():
 def test_guard_settings_reject_non_numbers(name):
     with pytest.raises(ConfigurationError, match=name):
         load_settings({name: "fast"})
+
+
+@pytest.mark.parametrize("forged", [float("nan"), float("inf"), float("-inf"), 10**400, True])
+def test_a_forged_stamp_clock_falls_back_to_the_reported_time_start(forged):
+    # whoever publishes to the broker writes the stamp: NaN would make every
+    # rank comparison false (both copies run), 10**400 would crash the guard
+    assert rank_of("t-1", "w1", {"sent_at": forged}, 5.0) == (5.0, "t-1", "w1")
+    honest = rank_of("t-2", "w2", {"sent_at": 7.0}, 9.0)
+    assert (rank_of("t-1", "w1", {"sent_at": forged}, 5.0) < honest) != \
+        (honest < rank_of("t-1", "w1", {"sent_at": forged}, 5.0))

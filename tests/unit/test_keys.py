@@ -63,7 +63,7 @@ def test_key_function_by_dotted_path_in_code_by_registered_name_and_by_object():
     by_path = parse_key_spec("tests.unit.test_keys.by_tenant", where="e", from_code=True)
     by_colon = parse_key_spec("tests.unit.test_keys:by_tenant", where="e", from_code=True)
     by_name = parse_key_spec("tenant", where="e", functions=registered)
-    by_object = parse_key_spec(by_tenant, where="e")
+    by_object = parse_key_spec(by_tenant, where="e", from_code=True)
     for spec in (by_path, by_colon, by_name, by_object):
         assert task_key("t", [], {"tenant": "a", "x": 1}, spec) == "t/a"
 

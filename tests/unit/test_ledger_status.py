@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ccs_beat.cluster import SeenTask, Snapshot, WorkerView
 from ccs_beat.ledger import MAX_PER_ENTRY, Emission, Ledger, Status, assess
 
@@ -114,6 +116,19 @@ def test_damaged_state_loses_only_the_damaged_part():
     assert ledger.pending == set()
     for junk in (None, "x", {"version": 99}, {"version": 1, "entries": 5}):
         assert Ledger.from_state(junk).entries == {}
+
+
+@pytest.mark.parametrize("sent_at", [10**400, float("inf"), float("nan"), "1e999"])
+def test_a_time_no_clock_can_hold_is_damage_not_a_crash(sent_at):
+    # the ledger lives in a file, a table or Redis: anyone who can write there
+    # must not be able to stop beat
+    state = {"version": 1, "entries": {"gc": [{"task_id": "a", "key": "k", "sent_at": 1.0},
+                                              {"task_id": "b", "key": "k", "sent_at": sent_at}]}}
+    assert [e.task_id for e in Ledger.from_state(state).entries["gc"]] == ["a"]
+    ledger = Ledger()
+    record = {"seq": 1, "entry": "gc",
+              "emission": {"task_id": "b", "key": "k", "sent_at": sent_at}}
+    assert ledger.replay([record]) == 0 and not ledger.entries
 
 
 def test_forget_drops_entries_that_left_the_schedule():

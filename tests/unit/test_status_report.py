@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from ccs_beat.cluster import SeenTask, Snapshot, WorkerView
 from ccs_beat.identity import DEFAULT_KEY, KeySpec, task_key
 from ccs_beat.ledger import Emission, Ledger
@@ -109,3 +111,11 @@ def test_a_full_answer_exits_zero():
                           {}, {}, None, None, "x", now=NOW)
     assert (report.outcome, report.exit_code) == ("complete", 0)
     assert "none running, reserved or scheduled" in render(report)
+
+
+@pytest.mark.parametrize("sent_at", [10**400, float("-inf"), float("nan")])
+def test_a_forged_stamp_clock_shows_no_age_and_keeps_the_json_strict(sent_at):
+    task = seen("a", state="scheduled", stamp={"key": "jobs.gc:k", "sent_at": sent_at})
+    report = build_report(snapshot(view("w1@h", task)), {}, {}, None, None, "x", now=NOW)
+    assert report.rows[0].age is None
+    json.loads(render_json(report), parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))

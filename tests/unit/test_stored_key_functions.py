@@ -102,3 +102,31 @@ def test_coordinator_refuses_an_entry_whose_stored_key_names_an_unregistered_fun
         assert not import_probe.imported
     finally:
         app.close()
+
+
+class CallableFromADecoder:
+    """Like the dateutil weekday redbeat's JSON decoder builds: callable data."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return "called"
+
+
+def test_a_callable_object_that_came_from_stored_data_is_refused_and_never_called():
+    planted = CallableFromADecoder()
+    with pytest.raises(ConfigurationError, match="ccs_beat_key_functions"):
+        parse_policy({"key": planted}, where=ROW)
+    assert planted.calls == 0
+
+
+def test_a_function_object_in_beat_schedule_is_accepted_and_its_path_comes_back_from_a_row():
+    conf = {"beat_schedule": {"gc": {"task": "gc", "schedule": 10.0,
+                                     "options": {"singleton": {"key": tenant_key}}}}}
+    functions = load_settings(conf).key_functions
+    by_object = parse_policy({"key": tenant_key}, where="beat entry 'gc'", functions=functions)
+    # the Django scheduler writes the function's module.qualname into the row
+    by_path = parse_policy({"key": by_object.key.path}, where=ROW, functions=functions)
+    assert task_key("gc", [], {"tenant": "a"}, by_path.key) == "gc/a"

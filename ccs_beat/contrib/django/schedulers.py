@@ -96,16 +96,21 @@ def row_option(model: PeriodicTask, settings: Settings) -> Any:
         option = row.as_option()
         policy = parse_policy(option, default=settings.default_policy, where=where,
                               functions=settings.key_functions)
-    if policy.checked and policy.key.kind != "name":
+    if policy.checked:
         check_arguments(model, policy)
     return option
 
 
 def check_arguments(model: PeriodicTask, policy: Policy) -> None:
-    """Raise naming the task if its arguments cannot be keyed under ``policy``."""
+    """Raise naming the task if its arguments are not a JSON list and object, or
+    cannot be keyed under ``policy`` (whatever the key: beat needs a list and a
+    dict to send it at all)."""
     try:
-        task_key(model.task, loads(model.args or "[]"), loads(model.kwargs or "{}"),
-                 policy.key)
+        args, kwargs = loads(model.args or "[]"), loads(model.kwargs or "{}")
+        if not isinstance(args, list) or not isinstance(kwargs, dict):
+            raise TypeError(f"args must be a JSON list and kwargs a JSON object, got "
+                            f"{type(args).__name__} and {type(kwargs).__name__}")
+        task_key(model.task, args, kwargs, policy.key)
     except (UnkeyableError, ValueError, TypeError) as exc:
         raise ConfigurationError(
             f"periodic task {model.name!r}: arguments cannot be keyed for its singleton "
@@ -128,7 +133,7 @@ def arguments_problem(model: PeriodicTask, fields: dict[str, Any] | None,
                                   functions=settings.key_functions)
         except ConfigurationError:
             return None
-    if not policy.checked or policy.key.kind == "name":
+    if not policy.checked:
         return None
     try:
         check_arguments(model, policy)
@@ -170,12 +175,13 @@ class SingletonModelEntry(ModelEntry):
     def __init__(self, model: PeriodicTask, app: Any = None) -> None:
         try:
             super().__init__(model, app=app)
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             # django-celery-beat leaves such a row out silently (headers that
             # are not JSON, say): say which one, and why
             logger.error("ccs_beat: periodic task %r cannot be loaded (%s); it is left out "
                          "of the schedule until it is fixed", model.name, exc)
-            raise
+            # DatabaseScheduler.all_as_schedule() leaves out entries that raise ValueError
+            raise ValueError(str(exc)) from exc
         # ModelEntry.__next__ builds a new entry around the same model after
         # every run: validate a row once per model instance loaded from the
         # database (a reload brings new instances), not on every run
@@ -212,6 +218,10 @@ def row_fields(option: Any, where: str, settings: Settings) -> dict[str, Any]:
         if "expires" in option:
             fields["expires"] = policy.expires
     return fields
+
+
+def _clip(text: str, length: int = 255) -> str:
+    return text if len(text) <= length else text[:length - 1] + "…"
 
 
 class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
@@ -284,14 +294,16 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
             model.total_run_count = max(0, model.total_run_count - 1)
             entry.total_run_count = model.total_run_count
         blocker = decision.blocker if decision is not None else None
+        # ids and worker names come from messages and replies: clip them to
+        # the columns, or one long id would lose the whole burst's decisions
         self._ccs_decisions[model.pk] = {
             "decision": SingletonDecision.EMITTED if task_id else SingletonDecision.SKIPPED,
             "decided_at": timezone.now(),
             "reason": decision.reason if decision is not None else "sent directly",
-            "task_id": task_id or "",
-            "blocker_id": blocker.task_id if blocker else "",
-            "blocker_state": blocker.state if blocker else "",
-            "blocker_worker": (blocker.worker or "") if blocker else "",
+            "task_id": _clip(task_id or ""),
+            "blocker_id": _clip(blocker.task_id if blocker else ""),
+            "blocker_state": _clip(blocker.state if blocker else "", 16),
+            "blocker_worker": _clip((blocker.worker or "") if blocker else ""),
         }
 
     def ccs_end_burst(self) -> None:
