@@ -1,0 +1,76 @@
+"""Any process on the broker can answer beat's broadcast. A reply that is not
+even JSON is named and set aside: the real workers' answers still decide.
+
+A real worker on Redis runs a task; a rogue consumer bound to the same pidbox
+exchange answers every broadcast with bytes that do not decode.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+from kombu import Connection, Exchange, Producer, Queue
+
+from ccs_beat.cluster import ClusterReader
+from tests.conftest import require_broker
+from tests.integration.harness import Cluster, wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def rogue_replier(url: str, namespace: str, stop: threading.Event) -> None:
+    """Answer each broadcast on ``namespace``'s mailbox with undecodable bytes."""
+    with Connection(url) as conn:
+        channel = conn.channel()
+        queue = Queue(f"rogue-{namespace}", Exchange(f"{namespace}.pidbox", type="fanout",
+                                                     durable=False),
+                      auto_delete=True, durable=False, channel=channel)
+        producer = Producer(channel)
+
+        def answer(body: dict, message) -> None:
+            reply_to = body.get("reply_to") if isinstance(body, dict) else None
+            if reply_to:
+                producer.publish(b"{not json", exchange=reply_to["exchange"],
+                                 routing_key=reply_to["routing_key"],
+                                 content_type="application/json", content_encoding="utf-8",
+                                 headers={"ticket": body.get("ticket")})
+
+        with conn.Consumer(queue, callbacks=[answer], no_ack=True):
+            while not stop.is_set():
+                try:
+                    conn.drain_events(timeout=0.2)
+                except TimeoutError:
+                    continue
+
+
+@pytest.fixture
+def cluster(tmp_path) -> Iterator[Cluster]:
+    cluster = Cluster(require_broker("redis"), tmp_path)
+    yield cluster
+    cluster.close()
+
+
+def test_an_undecodable_reply_is_set_aside_and_the_workers_answers_still_decide(cluster):
+    cluster.start_worker("w1", concurrency=2)
+    running = cluster.send(10.0, tag="long")
+    wait_until(lambda: cluster.runs("long"), 20, what="the task to start")
+    stop = threading.Event()
+    rogue = threading.Thread(target=rogue_replier, daemon=True,
+                             args=(cluster.broker_url, f"ctl-{cluster.queue}", stop))
+    rogue.start()
+    reader = ClusterReader(cluster.app, timeout=2.0, worker_expiry=30.0)
+    try:
+        wait_until(lambda: "(undecodable reply)" in reader.read(None).garbled, 20,
+                   what="a read that met the rogue reply")
+        snap = reader.read(None)
+    finally:
+        stop.set()
+        rogue.join(timeout=5)
+        reader.close()
+
+    assert snap.failure is None, snap.failure
+    assert cluster.hostname("w1") in snap.workers
+    assert snap.find(running) is not None and snap.find(running).state == "active"
+    assert "could not be decoded" in snap.garbled["(undecodable reply)"]
