@@ -65,7 +65,8 @@ class SeenTask:
         """Seconds since the task started, by the worker's own clock."""
         if self.time_start is None or self.worker_now is None:
             return None
-        return max(0.0, self.worker_now - self.time_start)
+        age = self.worker_now - self.time_start
+        return max(0.0, age) if math.isfinite(age) else None
 
 
 @dataclass(frozen=True)

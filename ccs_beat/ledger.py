@@ -65,6 +65,16 @@ class Emission:
                    seen_at=None if data.get("seen_at") is None else _seconds(data["seen_at"]))
 
 
+#: sequence numbers beyond this are damage: the journal table's column is a
+#: 64-bit integer, and a forged huge one would switch the journal off for good
+MAX_SEQ = 2**62
+
+
+def _sequence(value: Any) -> bool:
+    """True for a usable journal sequence number (a positive int below MAX_SEQ)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value < MAX_SEQ
+
+
 def _seconds(value: Any) -> float:
     """A finite clock reading, or ValueError."""
     try:
@@ -140,7 +150,7 @@ class Ledger:
 
         A damaged record is skipped (it can only be one emission)."""
         applied = 0
-        usable = [r for r in records if isinstance(r, dict) and isinstance(r.get("seq"), int)]
+        usable = [r for r in records if isinstance(r, dict) and _sequence(r.get("seq"))]
         for record in sorted(usable, key=lambda r: r["seq"]):
             if record["seq"] <= self.seq:
                 continue
@@ -227,6 +237,6 @@ class Ledger:
         if isinstance(pending, list):
             ledger.pending = {str(p) for p in pending}
         seq = state.get("seq")
-        if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
+        if _sequence(seq):
             ledger.seq = seq
         return ledger

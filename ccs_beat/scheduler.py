@@ -16,6 +16,7 @@ journal, :meth:`~SingletonSchedulerMixin.ccs_journal_append` and
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -183,11 +184,13 @@ class SingletonSchedulerMixin:
     def _ccs_emit_buffered(self, ccs: Coordinator) -> None:
         """Emit each remembered ``buffer_one`` run whose blocker has ended.
 
-        A buffered run is a run: it is reserved like a due one (``advance``),
-        so every scheduler counts it -- a ``one_off`` task is done after it,
-        redbeat moves ``last_run_at`` -- and the tick's heap, which still holds
-        the entry as it was, is rebuilt from the schedule."""
-        sent = False
+        A buffered run is a run: it is reserved like a due one, so every
+        scheduler counts it -- a ``one_off`` task is done after it, redbeat
+        moves ``last_run_at`` -- and the tick's heap gets the reserved entry in
+        place of the one it held, as ``tick()`` does after a due run. (Not a
+        heap rebuilt from ``self.schedule``: django-celery-beat's reserve()
+        does not put the new entry there, so a rebuild would make every entry
+        due since the last load due again.)"""
         if not self.ccs_in_charge():
             return
         for name in sorted(ccs.ledger.pending):
@@ -200,15 +203,27 @@ class SingletonSchedulerMixin:
             if not verdict.emit:
                 ccs.discard(entry)
                 continue
+            reserved = self.reserve(entry)  # type: ignore[attr-defined]
+            self._ccs_requeue(reserved)
             try:
-                self.apply_async(entry, producer=self.producer,  # type: ignore[attr-defined]
-                                 advance=True, ccs_buffered=True)
-                sent = True
+                self.apply_async(reserved, producer=self.producer,  # type: ignore[attr-defined]
+                                 advance=False, ccs_buffered=True)
             except Exception as exc:  # noqa: BLE001 - keep beat alive, keep the run buffered
                 logger.error("ccs_beat: could not send the buffered run of %r: %r", name, exc)
         ccs.end_burst()
-        if sent and hasattr(self, "_heap"):
-            self._heap = None
+
+    def _ccs_requeue(self, entry: Any) -> None:
+        """Put ``entry`` (just reserved) in the tick's heap in place of the
+        event that held its earlier self, at its new due time."""
+        heap = getattr(self, "_heap", None)
+        if not heap:
+            return   # no heap (redbeat), or it is rebuilt at the next tick anyway
+        for i, event in enumerate(heap):
+            if event.entry.name == entry.name:
+                _, next_in = self.is_due(entry)  # type: ignore[attr-defined]
+                heap[i] = event._replace(time=self._when(entry, next_in),  # type: ignore[attr-defined]
+                                         entry=entry)
+        heapq.heapify(heap)
 
     def _ccs_end_burst_hook(self) -> None:
         try:

@@ -161,9 +161,16 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
         return {(k.decode() if isinstance(k, bytes) else k)[len(prefix):] for k in keys}
 
     def ccs_entry(self, name: str) -> Any:
+        """The entry ``name`` from Redis, or None if it is gone or unreadable:
+        the name comes from the ledger, which is data (a damaged entry must
+        drop its buffered run, not stop beat)."""
         try:
             return self.Entry.from_key(self.Entry.generate_key(self.app, name), app=self.app)
         except KeyError:
+            return None
+        except Exception as exc:  # noqa: BLE001 - see above
+            logger.error("ccs_beat: cannot read redbeat entry %r (%r); dropping its "
+                         "buffered run", name, exc)
             return None
 
     @property
@@ -231,7 +238,9 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
         if ccs is not None and not self._ccs_ledger_fresh:
             # first tick with the lock: another beat may have emitted since we
             # read the ledger at start-up, while we waited for the lock
-            ccs.ledger = self.ccs_load_ledger()
+            ledger = self.ccs_load_ledger()
+            ledger.forget(self.ccs_entry_names())
+            ccs.ledger = ledger
             self._ccs_ledger_fresh = True
         self._ccs_tick_tasks = None
         try:

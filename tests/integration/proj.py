@@ -11,8 +11,39 @@ import json
 import os
 import socket
 import time
+import uuid
 
 from celery import Celery
+
+
+def _atomic_filesystem_put(self, queue, payload, **kwargs):
+    """kombu's filesystem transport writes a message file in place, and a reader
+    in another process can move and read it before it is filled: a worker then
+    dies on a JSONDecodeError (seen when four workers start under load while
+    the test pings them). Write it under a name no reader picks up, then rename
+    it: a rename is atomic. Test infrastructure only; RabbitMQ and Redis runs
+    are untouched."""
+    from kombu.transport.filesystem import ChannelError
+    from kombu.utils.encoding import str_to_bytes
+    from kombu.utils.json import dumps
+    token = uuid.uuid4()
+    name = f"{round(time.monotonic() * 1000)}_{token}.{queue}.msg"
+    final = os.path.join(self.data_folder_out, name)
+    partial = os.path.join(self.data_folder_out, f"partial-{token}")
+    try:
+        with open(partial, "wb") as fh:
+            fh.write(str_to_bytes(dumps(payload)))
+        os.replace(partial, final)
+    except OSError as exc:
+        raise ChannelError(f"Cannot add file {final!r} to directory") from exc
+
+
+def _use_atomic_filesystem_writes() -> None:
+    from kombu.transport import filesystem
+    filesystem.Channel._put = _atomic_filesystem_put
+
+
+_use_atomic_filesystem_writes()
 
 if not os.environ.get("CCS_TEST_NO_IMPORT"):
     import ccs_beat  # noqa: F401 - workers serve the ccs_snapshot command

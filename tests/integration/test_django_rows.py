@@ -134,3 +134,37 @@ def test_a_row_whose_arguments_cannot_be_keyed_leaves_only_itself_out(django_clu
     assert "periodic task 'nan-args'" in beat.text()
     assert "arguments cannot be keyed" in beat.text()
     assert not beatlog.emitted(beat.text(), "nan-args")
+
+
+TWO_ENTRIES = """
+import datetime
+from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from ccs_beat.contrib.django.models import SingletonSettings
+every3, _ = IntervalSchedule.objects.get_or_create(every=3, period="seconds")
+every60, _ = IntervalSchedule.objects.get_or_create(every=60, period="seconds")
+a = PeriodicTask.objects.create(name="a", task="tests.sleep", interval=every3,
+                                args="[5]", kwargs='{"tag": "a"}', queue=QUEUE)
+SingletonSettings.objects.create(periodic_task=a, overlap="buffer_one")
+b = PeriodicTask.objects.create(name="b", task="tests.sleep", interval=every60,
+                                args="[0.1]", kwargs='{"tag": "b"}', queue=QUEUE,
+                                last_run_at=timezone.now() - datetime.timedelta(seconds=120))
+SingletonSettings.objects.create(periodic_task=b, enabled=False)
+"""
+
+
+def test_a_buffered_run_does_not_make_other_entries_due_again(django_cluster):
+    # 'b' is due once at start, then in 60 s; 'a' outlasts its period, so its
+    # due runs are skipped and buffered, and each buffered run goes out
+    dj = django_cluster(settings={"ccs_beat_buffer_poll_interval": 0.2})
+    cluster = dj.cluster
+    dj.shell(TWO_ENTRIES)
+    cluster.start_worker("w1", concurrency=2)
+    beat = cluster.start_beat(scheduler=SCHEDULER)
+
+    wait_until(lambda: sum(e.buffered for e in beatlog.emitted(beat.text(), "a")) >= 2, 40,
+               what="two buffered runs of 'a'")
+    time.sleep(1.0)
+    assert len(cluster.runs("b")) == 1, (cluster.runs("b"), beat.text()[-3000:])
+    assert len(beatlog.emitted(beat.text(), "b")) <= 1
+    assert_no_overlap(cluster.runs("a"))

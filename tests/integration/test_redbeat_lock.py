@@ -11,6 +11,7 @@ notices the lost lock. Neither may write or send anything.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +23,7 @@ import redis
 from celery import Celery
 from celery.signals import before_task_publish
 from redbeat import RedBeatSchedulerEntry
-from redbeat.schedulers import acquire_distributed_beat_lock
+from redbeat.schedulers import acquire_distributed_beat_lock, ensure_conf
 
 from ccs_beat.contrib.redbeat import SingletonRedBeatScheduler, ledger_key
 from tests.conftest import REDBEAT_DB, require_broker
@@ -166,3 +167,28 @@ def test_a_buffered_run_of_an_entry_disabled_since_is_dropped_not_sent(app, publ
         assert not beat.ccs.ledger.pending
     finally:
         beat.close()
+
+
+@pytest.mark.parametrize(("pending", "scheduled"), [
+    ("ghost", False), (":ccs_beat:ledger", False), ("ghost", True)])
+def test_a_pending_name_that_leads_to_no_readable_entry_is_dropped_not_fatal(
+        app, published, pending, scheduled):
+    # the ledger is data: its pending names choose which Redis key beat reads
+    ensure_conf(app)
+    client = redis.Redis.from_url(REDBEAT_DB)
+    prefix = app.conf.redbeat_key_prefix
+    client.set(prefix + "ghost", "not a redbeat hash")
+    if scheduled:   # listed in redbeat's schedule, due in a year: only ccs_beat reads it
+        client.zadd(app.redbeat_conf.schedule_key, {prefix + "ghost": time.time() + 3e7})
+    client.set(ledger_key(app), json.dumps({"version": 1, "seq": 0, "entries": {},
+                                            "pending": [pending]}))
+    save(app, "gc", True, every=60.0)
+    for attempt in range(2):   # and a restarted beat starts as well
+        beat = holding_the_lock(app)
+        try:
+            deadline = time.monotonic() + 2.5
+            while time.monotonic() < deadline:   # past a buffer poll
+                time.sleep(min(beat.tick(), 0.2))
+            assert not beat.ccs.ledger.pending, attempt
+        finally:
+            beat.close()

@@ -131,6 +131,17 @@ def test_a_time_no_clock_can_hold_is_damage_not_a_crash(sent_at):
     assert ledger.replay([record]) == 0 and not ledger.entries
 
 
+@pytest.mark.parametrize("seq", [2**63 - 1, 10**30, -1, True])
+def test_a_sequence_number_the_journal_cannot_store_is_damage(seq):
+    # a forged seq of 2**63 - 1 would make every journal write overflow its
+    # column, silently switching the write-ahead journal off
+    ledger = Ledger.from_state({"version": 1, "seq": seq, "entries": {}})
+    assert ledger.seq == 0
+    assert ledger.note_sending("gc", emission())["seq"] == 1
+    assert Ledger().replay([{"seq": seq, "entry": "gc", "emission": {
+        "task_id": "b", "key": "k", "sent_at": 1.0}}]) == 0
+
+
 def test_forget_drops_entries_that_left_the_schedule():
     ledger = Ledger()
     ledger.record("gone", emission())

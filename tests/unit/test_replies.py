@@ -183,3 +183,11 @@ def test_a_task_whose_arguments_are_not_a_list_and_a_dict_makes_the_reply_unusab
             "scheduled": []}
     with pytest.raises(GarbledReply, match=rf"t-1 \(jobs.gc\) has {field}"):
         parse_reply("w1@h", body)
+
+
+def test_an_age_no_float_can_hold_is_unknown_not_infinite():
+    # each number finite on its own, their difference is not
+    body = {"ccs": 1, "now": 1.7e308, "peers": [], "reserved": [], "scheduled": [],
+            "active": [{"id": "t-1", "name": "jobs.gc", "args": [], "kwargs": {},
+                        "time_start": -1.7e308}]}
+    assert parse_reply("w1@h", body).tasks[0].age is None
