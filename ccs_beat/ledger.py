@@ -70,6 +70,15 @@ class Emission:
 MAX_SEQ = 2**62
 
 
+#: a saved state's sequence number beyond this is damage too: far below MAX_SEQ,
+#: so the journal records after a forged one near the limit still fit
+MAX_SAVED_SEQ = 2**53
+
+
+#: more journal records than any beat writes between two ledger saves
+MAX_GAP = 2**40
+
+
 def _sequence(value: Any) -> bool:
     """True for a usable journal sequence number (a positive int below MAX_SEQ)."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < MAX_SEQ
@@ -152,8 +161,8 @@ class Ledger:
         applied = 0
         usable = [r for r in records if isinstance(r, dict) and _sequence(r.get("seq"))]
         for record in sorted(usable, key=lambda r: r["seq"]):
-            if record["seq"] <= self.seq:
-                continue
+            if record["seq"] <= self.seq or record["seq"] - self.seq > MAX_GAP:
+                continue   # already in the state; or a number no beat wrote since
             entry = str(record.get("entry"))
             try:
                 if "withdraw" in record:
@@ -237,6 +246,6 @@ class Ledger:
         if isinstance(pending, list):
             ledger.pending = {str(p) for p in pending}
         seq = state.get("seq")
-        if _sequence(seq):
+        if _sequence(seq) and seq < MAX_SAVED_SEQ:
             ledger.seq = seq
         return ledger

@@ -83,6 +83,10 @@ class SingletonSchedulerMixin:
     def ccs_end_burst(self) -> None:
         """Called when a burst of due entries has been handled."""
 
+    def ccs_reserved(self, entry: Any) -> None:
+        """A buffered run reserved ``entry``: keep it where the scheduler reads
+        its entries from (default: nothing to do -- ``reserve()`` did)."""
+
     def ccs_in_charge(self) -> bool:
         """False while another beat is in charge of the schedule (a standby
         waiting for a lock): such a beat must neither publish nor write the
@@ -194,27 +198,45 @@ class SingletonSchedulerMixin:
         if not self.ccs_in_charge():
             return
         for name in sorted(ccs.ledger.pending):
+            self._ccs_send_buffered(ccs, name)
+        ccs.end_burst()
+
+    def _ccs_send_buffered(self, ccs: Coordinator, name: str) -> None:
+        """Send the remembered run of entry ``name`` if nothing blocks it any
+        more; drop it if the entry is gone, switched off or no longer checked
+        (a remembered run goes out at most once, and only for a singleton)."""
+        try:
             entry = self.ccs_entry(name)
-            if entry is None or getattr(entry, "enabled", True) is False:
-                # deleted or switched off since the run was buffered: drop it
-                ccs.ledger.set_pending(name, False)
-                continue
-            verdict = ccs.judge(entry, buffered=True)
-            if not verdict.emit:
-                ccs.discard(entry)
-                continue
+        except Exception as exc:  # noqa: BLE001 - a store hiccup: keep it, retry next poll
+            logger.warning("ccs_beat: cannot read entry %r (%r); keeping its buffered run",
+                           name, exc)
+            return
+        if entry is None or not _enabled(entry):
+            ccs.ledger.set_pending(name, False)
+            return
+        verdict = ccs.judge(entry, buffered=True)
+        if verdict.key is None:
+            logger.warning("ccs_beat: dropping the buffered run of %r: it is no longer "
+                           "a singleton", name)
+            ccs.ledger.set_pending(name, False)
+            ccs.discard(entry)
+            return
+        if not verdict.emit:
+            ccs.discard(entry)
+            return
+        try:
             reserved = self.reserve(entry)  # type: ignore[attr-defined]
             self._ccs_requeue(reserved)
-            try:
-                self.apply_async(reserved, producer=self.producer,  # type: ignore[attr-defined]
-                                 advance=False, ccs_buffered=True)
-            except Exception as exc:  # noqa: BLE001 - keep beat alive, keep the run buffered
-                logger.error("ccs_beat: could not send the buffered run of %r: %r", name, exc)
-        ccs.end_burst()
+            self.apply_async(reserved, producer=self.producer,  # type: ignore[attr-defined]
+                             advance=False, ccs_buffered=True)
+        except Exception as exc:  # noqa: BLE001 - keep beat alive, keep the run buffered
+            logger.error("ccs_beat: could not send the buffered run of %r: %r", name, exc)
 
     def _ccs_requeue(self, entry: Any) -> None:
         """Put ``entry`` (just reserved) in the tick's heap in place of the
-        event that held its earlier self, at its new due time."""
+        event that held its earlier self, at its new due time, and in the
+        schedule a rebuilt heap is read from (:meth:`ccs_reserved`)."""
+        self.ccs_reserved(entry)
         heap = getattr(self, "_heap", None)
         if not heap:
             return   # no heap (redbeat), or it is rebuilt at the next tick anyway
@@ -261,6 +283,14 @@ class SingletonSchedulerMixin:
         finally:
             if self.ccs is not None:
                 self.ccs.close()
+
+
+def _enabled(entry: Any) -> bool:
+    """False for an entry switched off (redbeat's ``enabled``, or the Django
+    row's, which an expiry can switch off without a schedule reload)."""
+    model = getattr(entry, "model", None)
+    return getattr(entry, "enabled", True) is not False and \
+        getattr(model, "enabled", True) is not False
 
 
 def journal_path(schedule_filename: str) -> str:

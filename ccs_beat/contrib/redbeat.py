@@ -36,7 +36,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, ensure_conf, get_redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..checks import CheckReport
 from ..coordinator import Coordinator
@@ -168,6 +170,8 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
             return self.Entry.from_key(self.Entry.generate_key(self.app, name), app=self.app)
         except KeyError:
             return None
+        except (RedisConnectionError, RedisTimeoutError):
+            raise   # Redis is away, the entry may be fine: the caller keeps the run
         except Exception as exc:  # noqa: BLE001 - see above
             logger.error("ccs_beat: cannot read redbeat entry %r (%r); dropping its "
                          "buffered run", name, exc)

@@ -192,3 +192,25 @@ def test_a_pending_name_that_leads_to_no_readable_entry_is_dropped_not_fatal(
             assert not beat.ccs.ledger.pending, attempt
         finally:
             beat.close()
+
+
+def test_a_store_error_while_sending_a_buffered_run_keeps_it_and_beat_running(
+        app, published, monkeypatch):
+    # Redis (or the database) away for a moment: the remembered run must
+    # neither be dropped nor stop beat; it goes out once the store is back
+    save(app, "gc", {"overlap": "buffer_one", "expires": 1.0})
+    beat = holding_the_lock(app)
+    try:
+        tick_until(beat, lambda: beat.ccs.ledger.pending)
+        time.sleep(1.2)   # the blocking emission expires
+
+        def unavailable(*args, **kwargs):
+            raise redis.exceptions.ConnectionError("Redis is restarting")
+        monkeypatch.setattr(beat, "reserve", unavailable)
+        for _ in range(4):
+            time.sleep(max(0.0, min(beat.tick(), 0.3)))
+        assert beat.ccs.ledger.pending and len(published) == 1
+        monkeypatch.undo()
+        tick_until(beat, lambda: len(published) == 2)
+    finally:
+        beat.close()

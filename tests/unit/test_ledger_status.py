@@ -131,7 +131,7 @@ def test_a_time_no_clock_can_hold_is_damage_not_a_crash(sent_at):
     assert ledger.replay([record]) == 0 and not ledger.entries
 
 
-@pytest.mark.parametrize("seq", [2**63 - 1, 10**30, -1, True])
+@pytest.mark.parametrize("seq", [2**63 - 1, 2**62 - 1, 2**53, 10**30, -1, True])
 def test_a_sequence_number_the_journal_cannot_store_is_damage(seq):
     # a forged seq of 2**63 - 1 would make every journal write overflow its
     # column, silently switching the write-ahead journal off

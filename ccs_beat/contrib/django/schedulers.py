@@ -264,6 +264,12 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
                 entry.options[OPTION] = mapping[name]["options"][OPTION]
                 entry.model.__dict__["_ccs_option"] = entry.options[OPTION]
 
+    def ccs_reserved(self, entry: Any) -> None:
+        # DatabaseScheduler.reserve() leaves the old entry in _schedule, from
+        # which a rebuilt heap would make it due again at its old time
+        if self._schedule is not None and entry.name in self._schedule:
+            self._schedule[entry.name] = entry
+
     def _ccs_task_names(self) -> set[str]:
         # self.schedule would ask the database whether anything changed
         return {entry.task for entry in (self._schedule or {}).values()}

@@ -1,0 +1,93 @@
+"""A remembered ``buffer_one`` run goes out at most once, only for a singleton,
+and only for an entry still switched on -- SingletonDatabaseScheduler driven
+tick by tick on a real database and the filesystem transport (no worker: the
+ledger's outstanding emission is what blocks, and its expiry what ends it).
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from celery.signals import before_task_publish
+from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from ccs_beat.contrib.django.models import SingletonLedger, SingletonSettings
+from ccs_beat.contrib.django.schedulers import SingletonDatabaseScheduler
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
+
+
+@pytest.fixture
+def published() -> Iterator[list[str]]:
+    names: list[str] = []
+
+    def record(headers: dict[str, Any] | None = None, **_: Any) -> None:
+        names.append((headers or {}).get("periodic_task_name", "?"))
+    before_task_publish.connect(record, weak=False)
+    yield names
+    before_task_publish.disconnect(record)
+
+
+def task(name: str, every: int, **fields: Any) -> PeriodicTask:
+    interval, _ = IntervalSchedule.objects.get_or_create(every=every,
+                                                         period=IntervalSchedule.SECONDS)
+    return PeriodicTask.objects.create(name=name, task="tests.sleep", interval=interval,
+                                       args="[1]", **fields)
+
+
+def remembered(name: str, blocked_for: float) -> None:
+    """A ledger in which ``name`` has a remembered run, blocked by an emission
+    still queued for ``blocked_for`` seconds."""
+    now = time.time()
+    SingletonLedger.objects.create(name="default", state={
+        "version": 1, "seq": 0, "pending": [name], "entries": {name: [
+            {"task_id": "queued-1", "key": "k", "sent_at": now - 1,
+             "expires_at": now + blocked_for}]}})
+
+
+def run(app, seconds: float) -> SingletonDatabaseScheduler:
+    app.conf.update(ccs_beat_inspect_timeout=0.2, ccs_beat_buffer_poll_interval=0.2)
+    beat = SingletonDatabaseScheduler(app=app, max_interval=0.2)
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            time.sleep(max(0.0, min(beat.tick(), 0.2)))
+    finally:
+        beat.close()
+    return beat
+
+
+def test_a_remembered_run_is_sent_once_and_absorbs_the_due_run_it_stands_for(app, published):
+    # due every 5 s, last run 20 s ago: due at once; the remembered run (its
+    # blocker already expired) goes out at the first tick, before beat has built
+    # its heap, and the entry is next due 5 s after it -- not again at once
+    gc = task("gc", 5, last_run_at=timezone.now() - datetime.timedelta(seconds=20))
+    SingletonSettings.objects.create(periodic_task=gc, overlap="buffer_one")
+    remembered("gc", blocked_for=-1.0)
+    run(app, 4.3)   # short of the next due run, 5 s after the buffered one
+    assert published == ["gc"]
+
+
+def test_a_remembered_run_of_an_entry_no_longer_singleton_is_dropped_not_sent(app, published):
+    gc = task("gc", 60)
+    SingletonSettings.objects.create(periodic_task=gc, enabled=False)
+    remembered("gc", blocked_for=0.3)
+    beat = run(app, 2.0)
+    assert published == []
+    assert not beat.ccs.ledger.pending
+
+
+def test_a_remembered_run_of_a_task_that_expired_meanwhile_is_dropped(app, published):
+    # due every second; the task expires (django-celery-beat switches it off
+    # itself) before the queued emission that blocks it does
+    gc = task("gc", 1, expires=timezone.now() + datetime.timedelta(seconds=1.0))
+    SingletonSettings.objects.create(periodic_task=gc, overlap="buffer_one")
+    remembered("gc", blocked_for=2.0)
+    run(app, 3.5)
+    assert published == []
+    assert PeriodicTask.objects.get(pk=gc.pk).enabled is False
