@@ -54,17 +54,23 @@ def cluster(tmp_path) -> Iterator[Cluster]:
 
 def test_an_undecodable_reply_is_set_aside_and_the_workers_answers_still_decide(cluster):
     cluster.start_worker("w1", concurrency=2)
-    running = cluster.send(10.0, tag="long")
+    running = cluster.send(40.0, tag="long")   # still running whenever the rogue is met
     wait_until(lambda: cluster.runs("long"), 20, what="the task to start")
     stop = threading.Event()
     rogue = threading.Thread(target=rogue_replier, daemon=True,
                              args=(cluster.broker_url, f"ctl-{cluster.queue}", stop))
     rogue.start()
     reader = ClusterReader(cluster.app, timeout=2.0, worker_expiry=30.0)
-    try:
-        wait_until(lambda: "(undecodable reply)" in reader.read(None).garbled, 20,
-                   what="a read that met the rogue reply")
+    met = []   # a read returns once the known worker answered: the rogue may be later
+
+    def meets_the_rogue() -> bool:
         snap = reader.read(None)
+        if "(undecodable reply)" in snap.garbled:
+            met.append(snap)
+        return bool(met)
+    try:
+        wait_until(meets_the_rogue, 20, what="a read that met the rogue reply")
+        snap = met[0]
     finally:
         stop.set()
         rogue.join(timeout=5)
