@@ -14,25 +14,20 @@ start-up read already holds it; these start it before.)
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import time
-import uuid
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import redis
-from celery import Celery
 from celery.schedules import schedule
-from celery.signals import before_task_publish
 from redbeat import RedBeatSchedulerEntry
 from redbeat.schedulers import acquire_distributed_beat_lock
 
 from ccs_beat.contrib.redbeat import SingletonRedBeatScheduler
 from ccs_beat.signals import entry_emitted, entry_skipped
-from tests.conftest import REDBEAT_DB, require_broker
+from tests.conftest import REDBEAT_DB
 from tests.integration import beatlog
 from tests.integration.harness import wait_until
 
@@ -94,36 +89,6 @@ def test_a_standby_that_read_the_ledger_before_the_live_beat_emitted_skips_after
 # -- the scheduler class in this process, with redbeat's own lock --------------------------
 
 
-@pytest.fixture
-def app() -> Iterator[Celery]:
-    broker = require_broker("redis")
-    uid = uuid.uuid4().hex[:10]
-    app = Celery(f"ccs_failover_{uid}", broker=broker, set_as_current=False)
-    app.conf.update(
-        redbeat_redis_url=REDBEAT_DB, redbeat_key_prefix=f"ccs-failover-{uid}:",
-        redbeat_lock_timeout=30, beat_max_loop_interval=1,
-        task_default_queue=f"ccs-failover-{uid}", control_exchange=f"ctl-{uid}",
-        ccs_beat_inspect_timeout=0.2, beat_schedule={})
-    yield app
-    client = redis.Redis.from_url(REDBEAT_DB)
-    keys = list(client.scan_iter(match=f"ccs-failover-{uid}:*"))
-    if keys:
-        client.delete(*keys)
-    with contextlib.suppress(Exception), app.connection_for_write() as conn:
-        conn.default_channel.queue_delete(f"ccs-failover-{uid}")
-    app.close()
-
-
-@pytest.fixture
-def published() -> Iterator[list[str]]:
-    """Ids of the messages published in this process, as they are published."""
-    ids: list[str] = []
-
-    def record(headers: dict[str, Any] | None = None, **_: Any) -> None:
-        ids.append((headers or {}).get("id", "?"))
-    before_task_publish.connect(record, weak=False)
-    yield ids
-    before_task_publish.disconnect(record)
 
 
 def take_the_lock(beat: SingletonRedBeatScheduler) -> None:

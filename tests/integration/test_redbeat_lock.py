@@ -13,54 +13,21 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import uuid
-from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import redis
 from celery import Celery
-from celery.signals import before_task_publish
 from redbeat import RedBeatSchedulerEntry
 from redbeat.schedulers import acquire_distributed_beat_lock, ensure_conf
 
 from ccs_beat.contrib.redbeat import SingletonRedBeatScheduler, ledger_key
-from tests.conftest import REDBEAT_DB, require_broker
+from tests.conftest import REDBEAT_DB
 
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.fixture
-def app() -> Iterator[Celery]:
-    broker = require_broker("redis")
-    uid = uuid.uuid4().hex[:10]
-    app = Celery(f"ccs_lock_{uid}", broker=broker, set_as_current=False)
-    app.conf.update(
-        redbeat_redis_url=REDBEAT_DB, redbeat_key_prefix=f"ccs-lock-{uid}:",
-        redbeat_lock_timeout=30, beat_max_loop_interval=1,
-        task_default_queue=f"ccs-lock-{uid}", control_exchange=f"ctl-{uid}",
-        ccs_beat_inspect_timeout=0.2, beat_schedule={})
-    yield app
-    client = redis.Redis.from_url(REDBEAT_DB)
-    keys = list(client.scan_iter(match=f"ccs-lock-{uid}:*"))
-    if keys:
-        client.delete(*keys)
-    with contextlib.suppress(Exception), app.connection_for_write() as conn:
-        conn.default_channel.queue_delete(f"ccs-lock-{uid}")
-    app.close()
-
-
-@pytest.fixture
-def published() -> Iterator[list[str]]:
-    """Ids of the messages published in this process, as they are published."""
-    ids: list[str] = []
-
-    def record(headers: dict[str, Any] | None = None, **_: Any) -> None:
-        ids.append((headers or {}).get("id", "?"))
-    before_task_publish.connect(record, weak=False)
-    yield ids
-    before_task_publish.disconnect(record)
 
 
 def save(app: Celery, name: str, option: Any, every: float = 0.5) -> None:
