@@ -43,33 +43,50 @@ class _Entry:
         self.options = spec.get("options") or {}
 
 
-def scheduler_class(app: Any, name: str | None) -> type | None:
-    """The beat scheduler class ``name`` (as given to ``beat -S``; default the
-    ``beat_scheduler`` setting), or None if it cannot be imported. The name
-    comes from the command line or the Python configuration, never from data."""
+#: the shipped schedulers, by the store they keep their entries and ledger in
+_STORES = {
+    "ccs_beat.contrib.django.schedulers.SingletonDatabaseScheduler": "django",
+    "ccs_beat.contrib.redbeat.SingletonRedBeatScheduler": "redbeat",
+    "ccs_beat.scheduler.SingletonScheduler": "file",
+}
+
+
+def scheduler_class(app: Any, name: str | None) -> tuple[type | None, str | None]:
+    """``(class, None)`` for the beat scheduler ``name`` (as given to ``beat -S``;
+    default the ``beat_scheduler`` setting), or ``(None, why)`` if it cannot be
+    imported. The name comes from the command line or the Python
+    configuration, never from data."""
     name = str(name or app.conf.beat_scheduler or "")
     aliases = dict(load_extension_class_names("celery.beat_schedulers") or ())
     try:
         found = symbol_by_name(name, aliases=aliases)
-    except (ImportError, AttributeError, ValueError):
-        return None
-    return found if isinstance(found, type) else None
+    except Exception as exc:  # noqa: BLE001 - ImportError, or Django not set up
+        return None, f"cannot import the beat scheduler {name!r}: {exc!r}"
+    if not isinstance(found, type):
+        return None, f"the beat scheduler {name!r} is not a class"
+    return found, None
 
 
-def _stored_entries(app: Any, cls: type | None) -> Callable[[Any], CheckReport] | None:
+def store_of(cls: type | None) -> str | None:
+    """Where scheduler ``cls`` keeps its entries and ledger: ``"django"``,
+    ``"redbeat"``, ``"file"``, or None (not one of ours). Read off its bases by
+    name, so that a plain Celery project never imports the Django adapter (which
+    needs Django's settings) just to learn it is not using it."""
+    for base in getattr(cls, "__mro__", ()):
+        kind = _STORES.get(f"{base.__module__}.{base.__qualname__}")
+        if kind is not None:
+            return kind
+    return None
+
+
+def _stored_entries(cls: type | None) -> Callable[[Any], CheckReport] | None:
     """The checker of the entries ``cls`` stores (None: it stores none)."""
-    try:
-        from .contrib.django.schedulers import SingletonDatabaseScheduler, check_rows
-    except ImportError:   # Django or django-celery-beat is not installed or set up
-        SingletonDatabaseScheduler = check_rows = None  # type: ignore[assignment,misc]
-    if SingletonDatabaseScheduler is not None and cls is not None and \
-            issubclass(cls, SingletonDatabaseScheduler):
+    kind = store_of(cls)
+    if kind == "django":
+        from .contrib.django.schedulers import check_rows
         return check_rows
-    try:
-        from .contrib.redbeat import SingletonRedBeatScheduler, check_entries
-    except ImportError:
-        return None
-    if cls is not None and issubclass(cls, SingletonRedBeatScheduler):
+    if kind == "redbeat":
+        from .contrib.redbeat import check_entries
         return check_entries
     return None
 
@@ -87,7 +104,10 @@ def check_app(app: Any, scheduler: str | None = None) -> CheckReport:
             {name: _Entry(name, spec) for name, spec in (app.conf.beat_schedule or {}).items()}))
     except ConfigurationError as exc:
         report.problems.append(str(exc))
-    checker = _stored_entries(app, scheduler_class(app, scheduler))
+    cls, error = scheduler_class(app, scheduler)
+    if error is not None:
+        report.problems.append(error)
+    checker = _stored_entries(cls)
     if checker is not None:
         stored = checker(coordinator)
         report.policies.update(stored.policies)

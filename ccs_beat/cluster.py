@@ -34,7 +34,7 @@ from kombu.utils.uuid import uuid
 
 from .errors import ConfigurationError, UnkeyableError
 from .identity import KeySpec, task_key
-from .logs import get_logger
+from .logs import get_logger, printable
 
 logger = get_logger(__name__)
 
@@ -260,8 +260,8 @@ def parse_reply(worker: str, body: Any) -> WorkerView:
             raise GarbledReply(f"'{state}' is {type(items).__name__}, not a list")
         tasks.extend(_task_from(item, state, worker, float(now)) for item in items)
     peers = body.get("peers")
-    if peers is not None and not (isinstance(peers, list)
-                                  and all(isinstance(p, str) for p in peers)):
+    if peers is not None and not (isinstance(peers, list) and all(
+            isinstance(p, str) and usable_hostname(p) for p in peers)):
         raise GarbledReply(f"'peers' is {peers!r:.80}, not a list of host names")
     return WorkerView(hostname=worker, tasks=tuple(tasks), now=float(now),
                       peers=None if peers is None else frozenset(peers),
@@ -274,6 +274,13 @@ def _finite(value: float) -> bool:
         return math.isfinite(float(value))
     except OverflowError:
         return False
+
+
+def usable_hostname(host: str) -> bool:
+    """True for a worker name a real worker could have. Anything on the broker
+    can reply under any name; one with control characters would reach log
+    lines, stored decisions and the ledger (PostgreSQL refuses NUL)."""
+    return 0 < len(host) <= 255 and host.isprintable()
 
 
 def is_unknown_command_error(body: Any) -> bool:
@@ -435,6 +442,9 @@ class ClusterReader:
                                               f"decoded: {undecodable[0]}")
         legacy = []
         for host, body in bodies.items():
+            if not usable_hostname(host):
+                garbled[printable(host)[:200]] = "the worker name holds control characters"
+                continue
             if is_unknown_command_error(body):
                 legacy.append(host)
                 continue

@@ -236,16 +236,21 @@ def read_ledger(app: Any, schedule_path: str | None, scheduler: str | None = Non
                 ) -> tuple[Ledger | None, str | None, str | None]:
     """``(ledger, source, error)`` for the local beat, by its scheduler
     (``scheduler``, else the ``beat_scheduler`` setting)."""
-    scheduler = str(scheduler or app.conf.beat_scheduler or "")
+    from .checks import scheduler_class, store_of
+
+    cls, error = scheduler_class(app, scheduler)
+    if error is not None:
+        return None, None, error
+    kind = store_of(cls)
     try:
-        if "redbeat" in scheduler.lower():
+        if kind == "redbeat":
             from redbeat.schedulers import ensure_conf
 
             from .contrib.redbeat import ledger_key
             from .contrib.redbeat import read_ledger as read_redis_ledger
             ensure_conf(app)
             return read_redis_ledger(app), f"redis {ledger_key(app)}", None
-        if "django" in scheduler.lower() or "DatabaseScheduler" in scheduler:
+        if kind == "django":
             from .contrib.django.schedulers import read_ledger as read_db_ledger
             return read_db_ledger(), "database table ccs_beat_singletonledger", None
         from .scheduler import LEDGER_KEY, journal_path, read_journal

@@ -262,12 +262,24 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
         verdict = ccs.judge(entry)
         if verdict.emit:
             return super().maybe_due(entry, **kwargs)
-        # skipped: move the entry to its next due time in Redis, as a sent run
-        # would, without counting it as a run
-        advanced = entry._next_instance(only_update_last_run_at=True)
         ccs.skipped(entry, verdict)
         self.ccs_on_decision(entry, verdict, None)
-        return advanced.is_due()[1]
+        return self._ccs_advance(entry, next_time_to_run)
+
+    def _ccs_advance(self, entry: Any, next_time_to_run: float) -> float:
+        """Move a skipped entry to its next due time in Redis, as a sent run
+        would, without counting it as a run. Like redbeat's own failed send, a
+        Redis error is logged and beat goes on: the entry stays due and is
+        decided again at the next tick."""
+        if not self.ccs_in_charge():
+            return next_time_to_run
+        try:
+            advanced = entry._next_instance(only_update_last_run_at=True)
+            return float(advanced.is_due()[1])
+        except Exception as exc:  # noqa: BLE001 - Redis away for a moment must not stop beat
+            logger.error("ccs_beat: could not move skipped entry %r to its next due time "
+                         "(%r); it is decided again at the next tick", entry.name, exc)
+            return next_time_to_run
 
     @property
     def info(self) -> str:

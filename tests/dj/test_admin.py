@@ -534,7 +534,7 @@ def test_run_selected_tasks_reports_tasks_it_could_not_send_because_of_bad_rows(
 
 
 @pytest.mark.parametrize(("headers", "why"), [
-    ("{not json", "headers are not JSON"),
+    ("{not json", "headers are not usable JSON"),
     ("[1, 2]", "headers must be a JSON object"),
 ])
 def test_run_selected_tasks_names_a_task_whose_headers_are_not_a_json_object(
@@ -563,3 +563,27 @@ def test_a_task_without_a_row_starts_from_the_app_default(
     finally:
         current_app.conf.ccs_beat_default_policy = before
     assert bool(fields.get(f"{PREFIX}-0-enabled")) is ticked
+
+
+def test_a_user_who_may_add_but_not_change_gets_no_singleton_inline_to_fill_in(
+        client: Client, staff_user: Callable[..., Any]) -> None:
+    # the inline needs the change permission: offering its fields on the add
+    # page would take input and drop it without a word
+    client.force_login(staff_user("adder", "view_periodictask", "add_periodictask"))
+
+    page = client.get(reverse("admin:django_celery_beat_periodictask_add"))
+
+    assert page.status_code == 200
+    fields = form_fields(page.content.decode())
+    assert "name" in fields
+    assert not any(name.startswith(f"{PREFIX}-") for name in fields), sorted(fields)
+
+
+def test_a_user_who_may_change_gets_the_singleton_inline_on_the_add_page(
+        client: Client, staff_user: Callable[..., Any]) -> None:
+    client.force_login(staff_user("editor", "view_periodictask", "add_periodictask",
+                                  "change_periodictask"))
+
+    page = client.get(reverse("admin:django_celery_beat_periodictask_add"))
+
+    assert f"{PREFIX}-0-overlap" in form_fields(page.content.decode())

@@ -27,17 +27,18 @@ def inline_errors(response: Any) -> list[str]:
     raise AssertionError("no singleton inline on the page")
 
 
-@pytest.mark.parametrize(("args", "kwargs", "key"), [
-    ("[NaN]", "{}", "args"),
-    ("[]", '{"x": NaN}', "kwargs:x"),
-    ("[Infinity]", "{}", ""),          # the app default: args
-    ("5", "{}", "name"),               # not a list: beat could not send it at all
-    ("[]", "[1]", "name"),             # not an object
+@pytest.mark.parametrize(("args", "kwargs", "key", "why"), [
+    ("[NaN]", "{}", "args", "arguments cannot be keyed"),
+    ("[]", '{"x": NaN}', "kwargs:x", "arguments cannot be keyed"),
+    ("[Infinity]", "{}", "", "arguments cannot be keyed"),   # the app default: args
+    # not a list, not an object: beat could not send it at all
+    ("5", "{}", "name", "args must be a JSON list and kwargs a JSON object"),
+    ("[]", "[1]", "name", "args must be a JSON list and kwargs a JSON object"),
 ], ids=["nan-args-identity-args", "nan-kwarg-identity-kwargs-x", "infinity-default-identity",
         "args-not-a-list-identity-name", "kwargs-not-an-object-identity-name"])
 def test_saving_settings_the_arguments_cannot_be_keyed_with_is_refused_with_the_reason(
         admin_client: Client, make_task: Callable[..., PeriodicTask],
-        args: str, kwargs: str, key: str) -> None:
+        args: str, kwargs: str, key: str, why: str) -> None:
     task = make_task("nan", args=args, kwargs=kwargs)
     data = get_change_form(admin_client, task)
     data.update({f"{PREFIX}-0-enabled": "on", f"{PREFIX}-0-key": key})
@@ -46,7 +47,7 @@ def test_saving_settings_the_arguments_cannot_be_keyed_with_is_refused_with_the_
 
     assert response.status_code == 200
     errors = inline_errors(response)
-    assert len(errors) == 1 and "arguments cannot be keyed" in errors[0], errors
+    assert len(errors) == 1 and why in errors[0], errors
     assert "periodic task 'nan'" in errors[0]
     assert not SingletonSettings.objects.exists()
 

@@ -279,3 +279,45 @@ def test_a_blocker_id_longer_than_the_column_does_not_lose_the_bursts_decisions(
         assert SingletonDecision.objects.get(periodic_task=other).task_id == "t-1"
     finally:
         beat.close()
+
+
+def test_a_nul_character_in_a_blocker_does_not_lose_the_bursts_decisions(app):
+    # PostgreSQL text columns refuse NUL; a task id and a worker name (and so a
+    # reason that names a silent worker) are chosen by whoever sends or replies
+    hostile, other = make_task("hostile"), make_task("other")
+    beat = start(app)
+    try:
+        skip = Decision("skip", "cannot read the cluster (no reply from w\x00x)",
+                        blocker=Blocker(task_id="abc\x00def", state="active", worker="w\x00x"))
+        beat.ccs_on_decision(beat.schedule["hostile"], Verdict(Policy(), "k", skip), None)
+        emit = Decision("emit", "no identical task queued or running")
+        beat.ccs_on_decision(beat.schedule["other"], Verdict(Policy(), "k", emit), "t-1")
+        beat.ccs_end_burst()
+        row = SingletonDecision.objects.get(periodic_task=hostile)
+        assert row.blocker_id == "abc\\x00def" and row.blocker_worker == "w\\x00x"
+        assert "\x00" not in row.reason
+        assert SingletonDecision.objects.get(periodic_task=other).task_id == "t-1"
+    finally:
+        beat.close()
+
+
+class PlainNamedScheduler(SingletonDatabaseScheduler):
+    """A Django scheduler whose name does not say so."""
+
+
+def test_status_reads_the_database_ledger_of_a_django_scheduler_whatever_its_name(app):
+    from ccs_beat.status import read_ledger
+    make_task("gc")
+    app.conf.beat_scheduler = f"{__name__}:PlainNamedScheduler"
+    beat = PlainNamedScheduler(app=app, max_interval=1)
+    try:
+        beat.ccs.ledger.record("gc", Emission(task_id="t-1", key="k", sent_at=time.time()))
+        beat._ccs_persist(beat.ccs)
+    finally:
+        beat.close()
+
+    found, source, error = read_ledger(app, None)
+
+    assert error is None, error
+    assert source == "database table ccs_beat_singletonledger"
+    assert found is not None and found.entries["gc"][0].task_id == "t-1"

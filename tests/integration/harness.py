@@ -93,6 +93,9 @@ class Cluster:
 
     def env(self, **extra: str) -> dict[str, str]:
         env = dict(os.environ)
+        # pytest-django sets it for this process; a plain Celery project has none
+        # (a Django cluster sets it again through extra_env)
+        env.pop("DJANGO_SETTINGS_MODULE", None)
         env.update({
             "CCS_TEST_BROKER": self.broker_url,
             "CCS_TEST_QUEUE": self.queue,

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import shelve
+import time
 
 import pytest
+from celery import Celery
 
 from ccs_beat.cluster import SeenTask, Snapshot, WorkerView
 from ccs_beat.identity import DEFAULT_KEY, KeySpec, task_key
 from ccs_beat.ledger import Emission, Ledger
 from ccs_beat.policy import Policy
-from ccs_beat.status import build_report, render, render_json
+from ccs_beat.scheduler import LEDGER_KEY, SingletonScheduler
+from ccs_beat.status import build_report, read_ledger, render, render_json
 
 NOW = 1_000_000.0
 
@@ -119,3 +123,31 @@ def test_a_forged_stamp_clock_shows_no_age_and_keeps_the_json_strict(sent_at):
     report = build_report(snapshot(view("w1@h", task)), {}, {}, None, None, "x", now=NOW)
     assert report.rows[0].age is None
     json.loads(render_json(report), parse_constant=lambda c: pytest.fail(f"not JSON: {c}"))
+
+
+class DjangoishScheduler(SingletonScheduler):
+    """A file-based scheduler whose name mentions Django."""
+
+
+def test_status_finds_the_ledger_of_a_file_scheduler_whatever_its_name(tmp_path):
+    app = Celery("status_name", broker="memory://", set_as_current=False)
+    app.conf.beat_scheduler = f"{__name__}:DjangoishScheduler"
+    path = tmp_path / "celerybeat-schedule"
+    ledger = Ledger()
+    ledger.record("gc", Emission(task_id="t-1", key="k", sent_at=time.time()))
+    with shelve.open(str(path)) as store:
+        store[LEDGER_KEY] = ledger.to_state()
+
+    found, source, error = read_ledger(app, str(path))
+
+    assert error is None, error
+    assert found is not None and found.entries["gc"][0].task_id == "t-1"
+    assert source == f"schedule file {path}"
+
+
+def test_status_names_a_scheduler_it_cannot_import():
+    app = Celery("status_name", broker="memory://", set_as_current=False)
+
+    found, _, error = read_ledger(app, None, "no_such_module:Scheduler")
+
+    assert found is None and error is not None and "no_such_module:Scheduler" in error

@@ -146,6 +146,15 @@ class SingletonPeriodicTaskAdmin(PeriodicTaskAdmin):
                  ("Singleton: last decision", {"fields": ("singleton_last_decision",),
                                                "classes": ("extrapretty", "wide")}))
 
+    def get_inline_instances(self, request: HttpRequest, obj: Any = None) -> list[Any]:
+        inlines = super().get_inline_instances(request, obj)
+        if obj is None and not request.user.has_perm(CHANGE_PERIODIC_TASK):
+            # the add page of a user who may add but not change: the singleton
+            # fields need the change permission, and offering them would take
+            # input and drop it without a word
+            inlines = [i for i in inlines if not isinstance(i, SingletonSettingsInline)]
+        return inlines
+
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).select_related("singleton", "singleton_decision")
 

@@ -20,28 +20,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from kombu.utils.json import loads
-
 from ...cluster import ClusterReader, Snapshot
 from ...control import STAMP_HEADER, make_stamp
 from ...decide import decide
 from ...errors import ConfigurationError, UnkeyableError
 from ...identity import task_key
 from ...policy import Policy, load_settings, parse_policy
-from .schedulers import row_option
-
-
-def _headers(model: Any) -> dict[str, Any]:
-    """The task's ``headers`` field, which must be a JSON object."""
-    try:
-        headers = loads(model.headers or "{}")
-    except ValueError as exc:
-        raise ConfigurationError(f"periodic task {model.name!r}: headers are not JSON "
-                                 f"({exc})") from exc
-    if not isinstance(headers, dict):
-        raise ConfigurationError(f"periodic task {model.name!r}: headers must be a JSON "
-                                 f"object, got {type(headers).__name__}")
-    return headers
+from .schedulers import row_arguments, row_headers, row_option
 
 
 @dataclass
@@ -62,8 +47,8 @@ def run_now(app: Any, periodic_tasks: Iterable[Any],
     runs: list[ManualRun] = []
     for model in periodic_tasks:
         try:
-            args, kwargs = loads(model.args or "[]"), loads(model.kwargs or "{}")
-            headers = _headers(model)
+            args, kwargs = row_arguments(model)
+            headers = row_headers(model)
             option = row_option(model, settings)
             policy = parse_policy(option, default=settings.default_policy,
                                   where=f"periodic task {model.name!r}",

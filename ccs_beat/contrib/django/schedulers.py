@@ -40,7 +40,7 @@ from ...coordinator import OPTION, Coordinator, Verdict
 from ...errors import ConfigurationError, UnkeyableError
 from ...identity import task_key
 from ...ledger import Ledger
-from ...logs import get_logger
+from ...logs import get_logger, printable
 from ...policy import Policy, Settings, load_settings, parse_policy
 from ...scheduler import SingletonSchedulerMixin
 from .models import SingletonDecision, SingletonJournal, SingletonLedger, SingletonSettings
@@ -101,17 +101,46 @@ def row_option(model: PeriodicTask, settings: Settings) -> Any:
     return option
 
 
-def check_arguments(model: PeriodicTask, policy: Policy) -> None:
-    """Raise naming the task if its arguments are not a JSON list and object, or
-    cannot be keyed under ``policy`` (whatever the key: beat needs a list and a
-    dict to send it at all)."""
+#: what decoding a row's JSON field can raise: bad JSON, and JSON nested
+#: deeper than the parser's recursion limit (a row is data a script can write)
+JSON_ERRORS = (ValueError, TypeError, RecursionError)
+
+
+def row_arguments(model: PeriodicTask) -> tuple[list[Any], dict[str, Any]]:
+    """The row's args and kwargs as a list and a dict, or ConfigurationError
+    naming the task (beat needs a list and a dict to send it at all)."""
     try:
         args, kwargs = loads(model.args or "[]"), loads(model.kwargs or "{}")
-        if not isinstance(args, list) or not isinstance(kwargs, dict):
-            raise TypeError(f"args must be a JSON list and kwargs a JSON object, got "
-                            f"{type(args).__name__} and {type(kwargs).__name__}")
+    except JSON_ERRORS as exc:
+        raise ConfigurationError(f"periodic task {model.name!r}: args or kwargs are not "
+                                 f"usable JSON ({str(exc)[:120]})") from exc
+    if not isinstance(args, list) or not isinstance(kwargs, dict):
+        raise ConfigurationError(
+            f"periodic task {model.name!r}: args must be a JSON list and kwargs a JSON "
+            f"object, got {type(args).__name__} and {type(kwargs).__name__}")
+    return args, kwargs
+
+
+def row_headers(model: PeriodicTask) -> dict[str, Any]:
+    """The row's ``headers`` field, which must be a JSON object."""
+    try:
+        headers = loads(model.headers or "{}")
+    except JSON_ERRORS as exc:
+        raise ConfigurationError(f"periodic task {model.name!r}: headers are not usable "
+                                 f"JSON ({str(exc)[:120]})") from exc
+    if not isinstance(headers, dict):
+        raise ConfigurationError(f"periodic task {model.name!r}: headers must be a JSON "
+                                 f"object, got {type(headers).__name__}")
+    return headers
+
+
+def check_arguments(model: PeriodicTask, policy: Policy) -> None:
+    """Raise naming the task if its arguments are not a JSON list and object, or
+    cannot be keyed under ``policy``."""
+    args, kwargs = row_arguments(model)
+    try:
         task_key(model.task, args, kwargs, policy.key)
-    except (UnkeyableError, ValueError, TypeError) as exc:
+    except UnkeyableError as exc:
         raise ConfigurationError(
             f"periodic task {model.name!r}: arguments cannot be keyed for its singleton "
             f"check ({policy.key.describe()}): {exc}") from exc
@@ -149,6 +178,8 @@ def check_rows(coordinator: Coordinator) -> CheckReport:
     for model in PeriodicTask.objects.filter(enabled=True).select_related("singleton") \
             .order_by("name"):
         try:
+            row_arguments(model)   # beat leaves out a row it cannot load, whatever its policy
+            row_headers(model)
             option = row_option(model, settings)
         except ConfigurationError as exc:
             report.problems.append(str(exc))
@@ -175,7 +206,7 @@ class SingletonModelEntry(ModelEntry):
     def __init__(self, model: PeriodicTask, app: Any = None) -> None:
         try:
             super().__init__(model, app=app)
-        except (ValueError, TypeError) as exc:
+        except JSON_ERRORS as exc:
             # django-celery-beat leaves such a row out silently (headers that
             # are not JSON, say): say which one, and why
             logger.error("ccs_beat: periodic task %r cannot be loaded (%s); it is left out "
@@ -221,6 +252,9 @@ def row_fields(option: Any, where: str, settings: Settings) -> dict[str, Any]:
 
 
 def _clip(text: str, length: int = 255) -> str:
+    """Text from a message or a reply, fit for a column: control characters
+    escaped (PostgreSQL refuses NUL) and clipped to the column's length."""
+    text = printable(text)
     return text if len(text) <= length else text[:length - 1] + "…"
 
 
@@ -305,7 +339,7 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
         self._ccs_decisions[model.pk] = {
             "decision": SingletonDecision.EMITTED if task_id else SingletonDecision.SKIPPED,
             "decided_at": timezone.now(),
-            "reason": decision.reason if decision is not None else "sent directly",
+            "reason": printable(decision.reason) if decision is not None else "sent directly",
             "task_id": _clip(task_id or ""),
             "blocker_id": _clip(blocker.task_id if blocker else ""),
             "blocker_state": _clip(blocker.state if blocker else "", 16),

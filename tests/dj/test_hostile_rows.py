@@ -1,0 +1,78 @@
+"""A periodic task row is data that a script, a fixture or another program can
+write: whatever its fields hold, beat leaves out only that row (naming it),
+``celery ccs check`` names it, and the admin's "Run selected tasks" names it
+instead of answering with a server error."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+from celery import Celery
+from django.test import Client
+from django_celery_beat.models import PeriodicTask
+
+from ccs_beat.checks import check_app
+from ccs_beat.contrib.django.models import SingletonSettings
+from ccs_beat.contrib.django.schedulers import SingletonDatabaseScheduler
+from tests.dj.adminkit import message_texts, post_action
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+#: JSON nested deeper than any parser's recursion limit
+DEEP = "[" * 200_000 + "]" * 200_000
+SCHEDULER = "ccs_beat.contrib.django.schedulers:SingletonDatabaseScheduler"
+
+
+@pytest.mark.parametrize("field", ["args", "kwargs", "headers"])
+def test_a_row_nested_too_deep_is_left_out_and_the_others_run(
+        app: Celery, make_task: Callable[..., PeriodicTask], caplog: pytest.LogCaptureFixture,
+        field: str) -> None:
+    make_task("healthy", args="[1]")
+    make_task("deep", **{field: DEEP})
+
+    with caplog.at_level(logging.ERROR, logger="ccs_beat"):
+        beat = SingletonDatabaseScheduler(app=app, max_interval=1)
+    try:
+        assert set(beat.schedule) >= {"healthy"}
+        assert "deep" not in beat.schedule
+    finally:
+        beat.close()
+    assert any("'deep'" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+def test_ccs_check_names_a_row_nested_too_deep(
+        app: Celery, make_task: Callable[..., PeriodicTask]) -> None:
+    make_task("deep", args=DEEP)
+    make_task("healthy", args="[1]")
+    app.conf.beat_scheduler = SCHEDULER
+
+    report = check_app(app)
+
+    assert any("'deep'" in problem for problem in report.problems), report.problems
+    assert "healthy" in report.policies
+
+
+def test_run_selected_tasks_names_a_row_nested_too_deep(
+        admin_client: Client, make_task: Callable[..., PeriodicTask]) -> None:
+    deep = make_task("deep", args=DEEP)
+
+    response = post_action(admin_client, "run_tasks", [deep])
+
+    assert response.status_code == 302
+    errors = [text for level, text in message_texts(response) if level == "error"]
+    assert len(errors) == 1 and errors[0].startswith("deep not sent: "), errors
+
+
+def test_run_selected_tasks_names_a_plain_task_whose_args_are_not_a_list(
+        admin_client: Client, make_task: Callable[..., PeriodicTask]) -> None:
+    odd = make_task("odd args", args='"abc"')
+    SingletonSettings.objects.create(periodic_task=odd, enabled=False)
+
+    response = post_action(admin_client, "run_tasks", [odd])
+
+    assert response.status_code == 302
+    errors = [text for level, text in message_texts(response) if level == "error"]
+    assert len(errors) == 1 and errors[0].startswith("odd args not sent: "), errors
+    assert "list" in errors[0]
