@@ -231,10 +231,11 @@ class Coordinator:
             matches = [] if snap.failure else snap.index(policy.key).get(key, [])
             decision = decide(policy, matches=matches, outstanding=outstanding,
                               incomplete=snap.incomplete_reason(), now=now)
-        except Exception:
-            logger.exception("ccs_beat: error while deciding %s; sending it without the "
-                             "singleton check", describe_entry(entry.name))
-            return self._remember(entry, Verdict(policy, key, None))
+        except Exception as exc:   # beat must go on; on_unknown decides
+            logger.exception("ccs_beat: error while deciding %s; on_unknown=%s decides",
+                             describe_entry(entry.name), policy.on_unknown)
+            decision = decide(policy, matches=[], outstanding=[], now=time.time(),
+                              incomplete=f"error while deciding: {exc!r:.200}")
         return self._remember(entry, Verdict(policy, key, decision, buffered=buffered))
 
     def _remember(self, entry: Any, verdict: Verdict) -> Verdict:

@@ -104,11 +104,24 @@ class KeyFunctions:
         return any(func is known for known in self.objects) or \
             any(func is target for _, target in self.named)
 
-    def find(self, text: str) -> str | KeyFunction | None:
-        """What ``text`` names in the registry (a path or a function), or None."""
+    def find(self, text: str, where: str = "key") -> str | KeyFunction | None:
+        """What ``text`` names in the registry (a path or a function), or None.
+
+        A function object given in code is found by its ``module.qualname``
+        without importing anything: a lambda, a closure or a ``partial`` has a
+        name no import can resolve, and it is the object itself that was
+        meant. Two such objects under one name cannot be told apart."""
         for short, target in self.named:
             if text == short:
                 return target
+        objects = {id(obj): obj for obj in self.objects if function_path(obj) == text}
+        if len(objects) > 1:
+            raise ConfigurationError(
+                f"{where}: {len(objects)} key functions in the configuration share the name "
+                f"{text!r}, which is all a database row can hold; give each a module-level "
+                f"function of its own, or register them in {KEY_FUNCTIONS_SETTING}")
+        if objects:
+            return next(iter(objects.values()))
         if text in self.paths:
             return text
         return None
@@ -158,7 +171,7 @@ def parse_key_spec(value: Any, *, where: str, functions: KeyFunctions = NO_KEY_F
                 f"does not name; register key functions in {KEY_FUNCTIONS_SETTING}")
         return KeySpec(kind="callable", path=function_path(value), func=value)
     if isinstance(value, str):
-        target = functions.find(value)
+        target = functions.find(value, where)
         if target is None and from_code and _is_path(value):
             target = value
         if target is not None:

@@ -56,13 +56,20 @@ class Emission:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Emission:
         """Raise ValueError, KeyError or TypeError for a damaged record (a
-        400-digit or infinite time included: the store is data)."""
-        return cls(task_id=str(data["task_id"]), key=str(data["key"]),
-                   sent_at=_seconds(data["sent_at"]),
+        400-digit or infinite time, an id that is not text: the store is data).
+        A ``seen_on`` that is not a worker name is dropped: the emission then
+        counts as queued until it expires, the cautious reading."""
+        task_id, key = data["task_id"], data["key"]
+        if not isinstance(task_id, str) or not isinstance(key, str):
+            raise TypeError("task_id and key must be strings")
+        seen_on = data.get("seen_on")
+        seen_on = seen_on if isinstance(seen_on, str) else None
+        return cls(task_id=task_id, key=key, sent_at=_seconds(data["sent_at"]),
                    expires_at=None if data.get("expires_at") is None
                    else _seconds(data["expires_at"]),
-                   seen_on=data.get("seen_on"),
-                   seen_at=None if data.get("seen_at") is None else _seconds(data["seen_at"]))
+                   seen_on=seen_on,
+                   seen_at=None if seen_on is None or data.get("seen_at") is None
+                   else _seconds(data["seen_at"]))
 
 
 #: sequence numbers beyond this are damage: the journal table's column is a
@@ -163,7 +170,9 @@ class Ledger:
         for record in sorted(usable, key=lambda r: r["seq"]):
             if record["seq"] <= self.seq or record["seq"] - self.seq > MAX_GAP:
                 continue   # already in the state; or a number no beat wrote since
-            entry = str(record.get("entry"))
+            entry = record.get("entry")
+            if not isinstance(entry, str):
+                continue
             try:
                 if "withdraw" in record:
                     self._drop(entry, str(record["withdraw"]))
@@ -172,7 +181,7 @@ class Ledger:
                     if all(e.task_id != emission.task_id
                            for e in self.entries.get(entry, [])):
                         self.record(entry, emission)
-            except (KeyError, TypeError, ValueError):
+            except (KeyError, TypeError, ValueError, RecursionError):
                 continue
             self.seq = record["seq"]
             self.dirty = True
@@ -240,11 +249,11 @@ class Ledger:
                     try:
                         ledger.entries.setdefault(str(name), []).append(
                             Emission.from_dict(item))
-                    except (KeyError, TypeError, ValueError):
+                    except (KeyError, TypeError, ValueError, RecursionError):
                         continue
         pending = state.get("pending")
         if isinstance(pending, list):
-            ledger.pending = {str(p) for p in pending}
+            ledger.pending = {p for p in pending if isinstance(p, str)}
         seq = state.get("seq")
         if _sequence(seq) and seq < MAX_SAVED_SEQ:
             ledger.seq = seq

@@ -310,7 +310,7 @@ def read_journal(path: str) -> list[Any]:
     for line in lines:
         try:
             records.append(json.loads(line))
-        except ValueError:
+        except (ValueError, RecursionError):
             continue
     return records
 

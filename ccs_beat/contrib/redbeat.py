@@ -66,10 +66,13 @@ def journal_key(app: Any) -> str:
 
 
 def _json(raw: Any, what: str) -> Any:
+    """Decoded JSON, or None with an ERROR: anyone who can write Redis can
+    write anything there, JSON nested past the parser's limit included."""
     try:
         return json.loads(raw) if raw else None
-    except (TypeError, ValueError):
-        logger.error("ccs_beat: %s in Redis is not JSON; ignoring it", what)
+    except (TypeError, ValueError, RecursionError) as exc:
+        logger.error("ccs_beat: %s in Redis is not usable JSON (%s); ignoring it", what,
+                     type(exc).__name__)
         return None
 
 

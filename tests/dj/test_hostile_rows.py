@@ -76,3 +76,53 @@ def test_run_selected_tasks_names_a_plain_task_whose_args_are_not_a_list(
     errors = [text for level, text in message_texts(response) if level == "error"]
     assert len(errors) == 1 and errors[0].startswith("odd args not sent: "), errors
     assert "list" in errors[0]
+
+
+def deep_json(vendor: str) -> str:
+    """JSON nested past Python's decoder (its recursion limit, 1000), that the
+    database still stores: SQLite's JSON_VALID stops at about 2000 levels."""
+    depth = 5000 if vendor == "postgresql" else 1000
+    return "[" * depth + "]" * depth
+
+
+@pytest.mark.parametrize("table", ["ccs_beat_singletonledger", "ccs_beat_singletonjournal"])
+def test_a_ledger_or_journal_row_nested_too_deep_is_set_aside_and_beat_starts(
+        app: Celery, make_task: Callable[..., PeriodicTask], caplog: pytest.LogCaptureFixture,
+        table: str) -> None:
+    from django.db import connection
+
+    from ccs_beat.contrib.django.models import SingletonJournal, SingletonLedger
+    make_task("healthy", args="[1]")
+    SingletonLedger.objects.create(name="default", state={"version": 1, "seq": 0,
+                                                          "entries": {}, "pending": []})
+    SingletonJournal.objects.create(ledger="default", seq=1, record={
+        "seq": 1, "entry": "healthy", "emission": {"task_id": "t-1", "key": "k",
+                                                   "sent_at": 1.0}})
+    column = "state" if table == "ccs_beat_singletonledger" else "record"
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {table} SET {column} = %s", [deep_json(connection.vendor)])
+
+    with caplog.at_level(logging.ERROR, logger="ccs_beat"):
+        beat = SingletonDatabaseScheduler(app=app, max_interval=1)
+    try:
+        assert "healthy" in beat.schedule
+        assert beat.ccs is not None
+    finally:
+        beat.close()
+    assert any(table in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+def test_make_singleton_names_a_row_whose_stored_identity_beat_would_refuse(
+        admin_client: Client, make_task: Callable[..., PeriodicTask]) -> None:
+    # a script stored an unregistered function on a row whose singleton is off;
+    # switching it on would make beat leave the task out of the schedule
+    task = make_task("scripted", args="[1]")
+    SingletonSettings.objects.create(periodic_task=task, enabled=False)
+    SingletonSettings.objects.filter(periodic_task=task).update(key="os.system")
+
+    response = post_action(admin_client, "make_singleton", [task])
+
+    assert SingletonSettings.objects.get(periodic_task=task).enabled is False
+    errors = [text for level, text in message_texts(response) if level == "error"]
+    assert len(errors) == 1 and errors[0].startswith("scripted left unchanged: ")
+    assert "not registered" in errors[0]

@@ -10,6 +10,7 @@ task, the field and the setting to use, and import nothing.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import subprocess
@@ -22,6 +23,7 @@ from celery import current_app
 from django.test import Client
 from django_celery_beat.models import PeriodicTask
 
+from ccs_beat import ConfigurationError
 from ccs_beat.contrib.django.models import SingletonSettings
 from ccs_beat.contrib.django.schedulers import SingletonDatabaseScheduler
 from tests.dj.adminkit import (
@@ -109,6 +111,15 @@ def test_a_beat_schedule_key_path_survives_the_round_trip_through_its_row(
         beat.close()
 
 
+def assert_the_reloaded_row_keys_by_tenant(beat: SingletonDatabaseScheduler) -> None:
+    """Entry ``coded``, loaded again from its row, keys with the function given in code."""
+    reloaded = beat.all_as_schedule()
+    assert "coded" in reloaded
+    entry = reloaded["coded"]
+    policy = beat.ccs.policy_for("coded", entry.options)
+    assert beat.ccs.key_for(entry, policy) == "tests.sleep/acme"
+
+
 def test_a_beat_schedule_key_function_object_survives_the_round_trip_through_its_row(app):
     app.conf.beat_schedule = {"coded": {
         "task": "tests.sleep", "schedule": 10.0, "kwargs": {"tenant": "acme"},
@@ -117,11 +128,7 @@ def test_a_beat_schedule_key_function_object_survives_the_round_trip_through_its
     try:
         assert SingletonSettings.objects.get(periodic_task__name="coded").key == \
             f"{__name__}.tenant_key"
-        reloaded = beat.all_as_schedule()
-        assert "coded" in reloaded
-        entry = reloaded["coded"]
-        policy = beat.ccs.policy_for("coded", entry.options)
-        assert beat.ccs.key_for(entry, policy) == "tests.sleep/acme"
+        assert_the_reloaded_row_keys_by_tenant(beat)
     finally:
         beat.close()
 
@@ -194,3 +201,38 @@ def test_ccs_check_reports_a_row_naming_an_unregistered_function(tmp_path, impor
     assert "fine" in proc.stdout
     assert not import_probe.marker.exists()
 
+
+
+def _closure_key():
+    def by_tenant(name, args, kwargs):
+        return f"{name}/{kwargs.get('tenant')}"
+    return by_tenant
+
+
+@pytest.mark.parametrize("make_key", [
+    lambda: (lambda name, args, kwargs: f"{name}/{kwargs.get('tenant')}"),
+    _closure_key,
+    lambda: functools.partial(lambda prefix, name, args, kwargs:
+                              f"{prefix}{name}/{kwargs.get('tenant')}", ""),
+], ids=["lambda", "closure", "partial"])
+def test_a_key_function_object_that_cannot_be_imported_by_name_survives_its_row(app, make_key):
+    # written in code, so it works as it is: the row names it, and the name is
+    # resolved to the very object the configuration holds, never imported
+    app.conf.beat_schedule = {"coded": {
+        "task": "tests.sleep", "schedule": 10.0, "kwargs": {"tenant": "acme"},
+        "options": {"singleton": {"key": make_key()}}}}
+    beat = SingletonDatabaseScheduler(app=app, max_interval=1)
+    try:
+        assert "coded" in beat.schedule
+        assert_the_reloaded_row_keys_by_tenant(beat)
+    finally:
+        beat.close()
+
+
+def test_two_key_functions_in_code_that_a_row_cannot_tell_apart_stop_beat_naming_them(app):
+    app.conf.beat_schedule = {
+        name: {"task": "tests.sleep", "schedule": 10.0,
+               "options": {"singleton": {"key": lambda n, a, k, tag=name: tag}}}
+        for name in ("one", "two")}
+    with pytest.raises(ConfigurationError, match="<lambda>"):
+        SingletonDatabaseScheduler(app=app, max_interval=1)

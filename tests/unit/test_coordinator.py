@@ -17,6 +17,7 @@ from ccs_beat import ConfigurationError
 from ccs_beat.cluster import SeenTask, Snapshot, WorkerView
 from ccs_beat.coordinator import Coordinator
 from ccs_beat.identity import task_key
+from ccs_beat.ledger import Ledger
 
 
 class CannedReader:
@@ -231,3 +232,37 @@ def test_an_entry_whose_stored_fields_have_the_wrong_type_is_named_and_never_sto
     assert "beat entry 'odd'" in caplog.text and what in caplog.text
     with pytest.raises(ConfigurationError, match=r"beat entry 'odd'"):
         ccs.validate({"odd": entry})
+
+
+class BrokenLedger(Ledger):
+    """A ledger whose lookup fails (a bug, or damage nothing else caught)."""
+
+    def outstanding(self, *args, **kwargs):
+        raise TypeError("unhashable type: 'list'")
+
+
+@pytest.mark.parametrize(("on_unknown", "emits"), [("skip", False), ("emit", True)])
+def test_an_error_while_deciding_is_left_to_on_unknown(app, on_unknown, emits):
+    ccs = coordinator(app)
+    ccs.ledger = BrokenLedger()
+    entry = make_entry(app, options={"singleton": {"on_unknown": on_unknown}})
+
+    verdict = ccs.judge(entry)
+
+    assert verdict.emit is emits
+    assert verdict.decision is not None and verdict.decision.unknown
+    assert "error while deciding" in verdict.decision.reason
+
+
+def test_a_forged_seen_on_in_the_ledger_still_blocks_the_entry(app):
+    # a ledger written by someone else: an emission "seen on" a list
+    ccs = coordinator(app)
+    entry = make_entry(app, options={"singleton": True})
+    key = task_key("blobs.gc", [1], {})
+    ccs.ledger = Ledger.from_state({"version": 1, "seq": 0, "entries": {"gc": [
+        {"task_id": "forged", "key": key, "sent_at": 0.0, "expires_at": 4e9,
+         "seen_on": ["w1"], "seen_at": 1.0}]}})
+
+    verdict = ccs.judge(entry)
+
+    assert not verdict.emit and verdict.decision.blocker.task_id == "forged"

@@ -214,3 +214,47 @@ def test_the_sequence_number_survives_a_save_and_a_load():
     for i in range(3):
         live.note_sending("gc", emission(str(i)))
     assert Ledger.from_state(json.loads(json.dumps(live.to_state()))).seq == 3
+
+
+@pytest.mark.parametrize("seen_on", [["w1"], 7, {"a": 1}, True])
+def test_a_seen_on_that_is_not_a_worker_name_is_dropped_and_the_emission_stays_queued(seen_on):
+    # a forged ledger: the emission still blocks (queued until it expires)
+    state = {"version": 1, "seq": 0, "entries": {"gc": [
+        {"task_id": "a", "key": "k", "sent_at": NOW - 10, "expires_at": NOW + 60,
+         "seen_on": seen_on, "seen_at": NOW - 5}]}}
+    ledger = Ledger.from_state(json.loads(json.dumps(state)))
+    [(emission, status, _)] = ledger.outstanding("gc", snapshot(), NOW)
+    assert emission.seen_on is None and emission.seen_at is None
+    assert status is Status.QUEUED
+
+
+DEEP = "[" * 5000 + "]" * 5000
+
+
+def nested(depth: int = 5000) -> list:
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def test_records_holding_values_nested_past_any_limit_lose_only_themselves():
+    # what a decoder with a higher limit (or none) hands over from a store
+    ledger = Ledger.from_state({"version": 1, "seq": 0, "pending": ["gc", nested()],
+                                "entries": {"gc": [
+                                    {"task_id": "a", "key": "k", "sent_at": 1.0},
+                                    {"task_id": nested(), "key": "k", "sent_at": 1.0}]}})
+    assert ledger.replay([{"seq": 1, "entry": nested(), "emission": {}},
+                          {"seq": 2, "entry": "gc", "withdraw": nested()},
+                          {"seq": 3, "entry": "gc", "emission": {
+                              "task_id": "b", "key": "k", "sent_at": 2.0}}]) == 1
+    assert [e.task_id for e in ledger.entries["gc"]] == ["a", "b"]
+    assert ledger.pending == {"gc"}
+
+
+def test_a_journal_line_nested_past_the_parsers_limit_is_skipped(tmp_path):
+    from ccs_beat.scheduler import read_journal
+    path = tmp_path / "journal"
+    good = {"seq": 1, "entry": "gc", "emission": {"task_id": "b", "key": "k", "sent_at": 2.0}}
+    path.write_text(DEEP + "\n" + json.dumps(good) + "\n", encoding="utf-8")
+    assert read_journal(str(path)) == [good]

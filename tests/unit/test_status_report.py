@@ -151,3 +151,16 @@ def test_status_names_a_scheduler_it_cannot_import():
     found, _, error = read_ledger(app, None, "no_such_module:Scheduler")
 
     assert found is None and error is not None and "no_such_module:Scheduler" in error
+
+
+@pytest.mark.parametrize("seen_on", [7, {"a": 1}, ["w1"]])
+def test_a_forged_ledger_is_shown_not_a_crash(seen_on):
+    ledger = Ledger.from_state({"version": 1, "seq": 0, "entries": {"gc": [
+        {"task_id": "a", "key": "k", "sent_at": NOW - 10, "expires_at": NOW + 60,
+         "seen_on": seen_on}]}})
+    report = build_report(snapshot(view("w1@h")), {}, {}, ledger, "redis x", None, now=NOW)
+
+    text = render(report)
+
+    assert "a" in [row.task_id for row in report.ledger] and "gc" in text
+    json.loads(render_json(report))

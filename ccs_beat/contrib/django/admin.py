@@ -34,7 +34,7 @@ from ...policy import SKIP, Policy
 from .conf import current_settings
 from .manual import run_now
 from .models import SingletonDecision, SingletonSettings
-from .schedulers import arguments_problem
+from .schedulers import arguments_problem, fields_problem
 
 CHANGE_PERIODIC_TASK = "django_celery_beat.change_periodictask"
 INLINE_FIELDS = ("enabled", "overlap", "key", "on_unknown", "expires")
@@ -241,7 +241,10 @@ class SingletonPeriodicTaskAdmin(PeriodicTaskAdmin):
             row = getattr(task, "singleton", None)
             fields = row.fields() if row is not None else {"enabled": True, "overlap": SKIP}
             fields["enabled"] = True
-            problem = arguments_problem(task, fields, settings) if settings else None
+            # a row a script wrote may hold a field beat would refuse: say so
+            # here, or the task would vanish from the schedule after "success"
+            problem = (fields_problem(fields, settings, f"periodic task {task.name!r}")
+                       or arguments_problem(task, fields, settings)) if settings else None
             (refused if problem else ok).append((task, problem))
         count = self._set_singleton(queryset, True, ids=[task.pk for task, _ in ok])
         if count:

@@ -53,14 +53,38 @@ _UNSET = object()
 #: primary key of this beat's row in SingletonLedger
 LEDGER_NAME = "default"
 
+#: what decoding a row's JSON field can raise: bad JSON, and JSON nested
+#: deeper than the parser's recursion limit (a row is data a script can write)
+JSON_ERRORS = (ValueError, TypeError, RecursionError)
+
+
+def _decoded(rows: Any, field: str, where: str) -> list[Any]:
+    """``field`` of each of ``rows``, decoded; a value that cannot be decoded
+    is left out with an ERROR (read at once, or one by one when one fails)."""
+    try:
+        return list(rows.values_list(field, flat=True))
+    except JSON_ERRORS:
+        pass
+    values = []
+    for pk in rows.values_list("pk", flat=True):
+        try:
+            values.extend(rows.model.objects.filter(pk=pk).values_list(field, flat=True))
+        except JSON_ERRORS as exc:
+            logger.error("ccs_beat: %s, row %r: %s is not usable JSON (%s); ignoring it",
+                         where, pk, field, type(exc).__name__)
+    return values
+
 
 def read_ledger(name: str = LEDGER_NAME) -> Ledger:
-    """The ledger saved in the database with its journal replayed."""
+    """The ledger saved in the database with its journal replayed. A value
+    the JSON decoder cannot read (a script can write anything in these
+    tables) is left out with an ERROR; the rest is used."""
     with transaction.atomic():
-        row = SingletonLedger.objects.filter(name=name).first()
-        journal = list(SingletonJournal.objects.filter(ledger=name)
-                       .order_by("seq").values_list("record", flat=True))
-    ledger = Ledger.from_state(row.state if row is not None else None)
+        states = _decoded(SingletonLedger.objects.filter(name=name), "state",
+                          "table ccs_beat_singletonledger")
+        journal = _decoded(SingletonJournal.objects.filter(ledger=name).order_by("seq"),
+                           "record", "table ccs_beat_singletonjournal")
+    ledger = Ledger.from_state(states[0] if states else None)
     replayed = ledger.replay(journal)
     if replayed:
         logger.info("ccs_beat: recovered %d emission record(s) from the journal table",
@@ -87,12 +111,9 @@ def row_option(model: PeriodicTask, settings: Settings) -> Any:
     elif row.enabled is False:
         return False   # overlap allowed: the other fields are not used
     else:
-        errors = field_errors(row.fields(), default=settings.default_policy, where=where,
-                              functions=settings.key_functions)
-        if errors:
-            raise ConfigurationError(f"{where}: " + "; ".join(
-                f"field {FIELD_LABELS.get(name, name)}: {message}"
-                for name, message in errors.items()))
+        problem = fields_problem(row.fields(), settings, where)
+        if problem:
+            raise ConfigurationError(problem)
         option = row.as_option()
         policy = parse_policy(option, default=settings.default_policy, where=where,
                               functions=settings.key_functions)
@@ -101,9 +122,6 @@ def row_option(model: PeriodicTask, settings: Settings) -> Any:
     return option
 
 
-#: what decoding a row's JSON field can raise: bad JSON, and JSON nested
-#: deeper than the parser's recursion limit (a row is data a script can write)
-JSON_ERRORS = (ValueError, TypeError, RecursionError)
 
 
 def row_arguments(model: PeriodicTask) -> tuple[list[Any], dict[str, Any]]:
@@ -144,6 +162,16 @@ def check_arguments(model: PeriodicTask, policy: Policy) -> None:
         raise ConfigurationError(
             f"periodic task {model.name!r}: arguments cannot be keyed for its singleton "
             f"check ({policy.key.describe()}): {exc}") from exc
+
+
+def fields_problem(fields: dict[str, Any], settings: Settings, where: str) -> str | None:
+    """What is wrong with singleton settings ``fields``, naming each field, or None."""
+    errors = field_errors(fields, default=settings.default_policy, where=where,
+                          functions=settings.key_functions)
+    if not errors:
+        return None
+    return f"{where}: " + "; ".join(f"field {FIELD_LABELS.get(name, name)}: {message}"
+                                    for name, message in errors.items())
 
 
 def arguments_problem(model: PeriodicTask, fields: dict[str, Any] | None,
@@ -244,6 +272,10 @@ def row_fields(option: Any, where: str, settings: Settings) -> dict[str, Any]:
     if isinstance(option, dict):
         if "key" in option:
             fields["key"] = key_to_text(policy.key)
+            # the row holds the function's name: it must lead back to this very
+            # function (raises, naming the entry, when two share a name)
+            if callable(option["key"]):
+                settings.key_functions.find(fields["key"], where)
         if "on_unknown" in option:
             fields["on_unknown"] = policy.on_unknown
         if "expires" in option:

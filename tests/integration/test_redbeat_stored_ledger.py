@@ -1,0 +1,53 @@
+"""ccs_beat's own keys in redbeat's Redis are data too: anyone who can write
+that Redis can write anything there. A ledger or journal value the JSON
+decoder cannot read is set aside with an ERROR naming its key, and beat starts
+and sends as usual (SingletonRedBeatScheduler driven in the test process on
+real Redis)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from types import SimpleNamespace
+
+import pytest
+import redis
+from celery.schedules import schedule
+from redbeat import RedBeatSchedulerEntry
+from redbeat.schedulers import acquire_distributed_beat_lock
+
+from ccs_beat.contrib.redbeat import SingletonRedBeatScheduler, journal_key, ledger_key
+from tests.conftest import REDBEAT_DB
+
+pytestmark = pytest.mark.timeout(60)
+
+#: nested past Python's JSON decoder
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.parametrize("where", ["ledger", "journal"])
+def test_a_ledger_or_journal_value_nested_too_deep_is_set_aside_and_beat_starts(
+        app, published, caplog, where):
+    from redbeat.schedulers import ensure_conf
+    ensure_conf(app)
+    client = redis.Redis.from_url(REDBEAT_DB)
+    if where == "ledger":
+        client.set(ledger_key(app), DEEP)
+        key = ledger_key(app)
+    else:
+        client.rpush(journal_key(app), DEEP)
+        key = journal_key(app)
+    RedBeatSchedulerEntry("gc", "tests.sleep", schedule(0.5), args=[1], app=app,
+                          options={"singleton": True}).save()
+
+    with caplog.at_level(logging.ERROR, logger="ccs_beat"):
+        beat = SingletonRedBeatScheduler(app=app, lazy=False)
+    try:
+        acquire_distributed_beat_lock(SimpleNamespace(scheduler=beat))
+        deadline = time.monotonic() + 20
+        while not published:
+            assert time.monotonic() < deadline, "beat sent nothing"
+            time.sleep(min(beat.tick(), 0.2))
+    finally:
+        beat.close()
+    assert any(key in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
