@@ -17,6 +17,7 @@ from typing import Any
 from celery.utils.imports import load_extension_class_names
 from kombu.utils.imports import symbol_by_name
 
+from .cluster import check_broadcast_support
 from .coordinator import Coordinator
 from .errors import ConfigurationError
 from .ledger import Ledger
@@ -101,7 +102,8 @@ def check_app(app: Any, scheduler: str | None = None) -> CheckReport:
         return report
     try:
         report.policies.update(coordinator.validate(
-            {name: _Entry(name, spec) for name, spec in (app.conf.beat_schedule or {}).items()}))
+            {name: _Entry(name, spec) for name, spec in (app.conf.beat_schedule or {}).items()},
+            check_transport=False))
     except ConfigurationError as exc:
         report.problems.append(str(exc))
     cls, error = scheduler_class(app, scheduler)
@@ -112,5 +114,16 @@ def check_app(app: Any, scheduler: str | None = None) -> CheckReport:
         stored = checker(coordinator)
         report.policies.update(stored.policies)
         report.problems.extend(stored.problems)
+    _check_transport(app, coordinator, report)
     coordinator.close()
     return report
+
+
+def _check_transport(app: Any, coordinator: Coordinator, report: CheckReport) -> None:
+    """Once for every entry checked: the broker must broadcast."""
+    if coordinator.settings.default_policy.checked or \
+            any(p.checked for p in report.policies.values()):
+        try:
+            check_broadcast_support(app)
+        except ConfigurationError as exc:
+            report.problems.append(str(exc))

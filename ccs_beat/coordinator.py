@@ -138,8 +138,11 @@ class Coordinator:
         except UnkeyableError as exc:
             raise UnkeyableError(f"{describe_entry(entry.name)}: {exc}") from exc
 
-    def validate(self, entries: Mapping[str, Any]) -> dict[str, Policy]:
-        """Check every entry's policy and key; raise one error listing all problems."""
+    def validate(self, entries: Mapping[str, Any], *,
+                 check_transport: bool = True) -> dict[str, Policy]:
+        """Check every entry's policy and key; raise one error listing all
+        problems. Then, with ``check_transport``, that the broker can broadcast
+        (a connection: a caller validating entries one by one asks once)."""
         problems, policies = [], {}
         for name, entry in entries.items():
             try:
@@ -159,7 +162,8 @@ class Coordinator:
         if problems:
             raise ConfigurationError(
                 "ccs_beat: invalid configuration:\n  - " + "\n  - ".join(problems))
-        if self.settings.default_policy.checked or any(p.checked for p in policies.values()):
+        if check_transport and (self.settings.default_policy.checked
+                                or any(p.checked for p in policies.values())):
             check_broadcast_support(self.app)
         return policies
 

@@ -51,3 +51,24 @@ def test_a_ledger_or_journal_value_nested_too_deep_is_set_aside_and_beat_starts(
     finally:
         beat.close()
     assert any(key in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+def test_ccs_check_of_many_redbeat_entries_asks_the_broker_once(app):
+    # validating entry by entry must not open a broker connection per entry
+    from ccs_beat.checks import check_app
+    for i in range(5):
+        RedBeatSchedulerEntry(f"job-{i}", "tests.sleep", schedule(60), args=[i], app=app,
+                              options={"singleton": True}).save()
+    opened = []
+    real = app.connection_for_read
+
+    def counting(*args, **kwargs):
+        opened.append(1)
+        return real(*args, **kwargs)
+    app.connection_for_read = counting
+
+    report = check_app(app, "ccs_beat.contrib.redbeat:SingletonRedBeatScheduler")
+
+    assert report.problems == []
+    assert sorted(report.policies) == [f"job-{i}" for i in range(5)]
+    assert len(opened) == 1
