@@ -114,11 +114,17 @@ class Coordinator:
 
     # -- configuration ------------------------------------------------------
 
-    def policy_for(self, name: str, options: Mapping[str, Any] | None) -> Policy:
-        """The entry's policy, parsed once per distinct option value."""
+    def policy_for(self, name: str, options: Mapping[str, Any] | None,
+                   task: Any = None) -> Policy:
+        """The policy of entry ``name`` (of task ``task``, which must be a task
+        name: a row or a Redis entry can hold anything), parsed once per
+        distinct option value."""
         if options is not None and not isinstance(options, Mapping):
             raise ConfigurationError(f"{describe_entry(name)}: options is {options!r:.60}, "
                                      "not a dict")
+        if task is not None and not isinstance(task, str):
+            raise ConfigurationError(f"{describe_entry(name)}: task is {task!r:.60}, not a "
+                                     "task name")
         raw = (options or {}).get(OPTION)
         cache_key = (name, repr(raw))
         policy = self._policies.get(cache_key)
@@ -146,7 +152,8 @@ class Coordinator:
         problems, policies = [], {}
         for name, entry in entries.items():
             try:
-                policy = self.policy_for(name, getattr(entry, "options", None))
+                policy = self.policy_for(name, getattr(entry, "options", None),
+                                         getattr(entry, "task", None))
                 if policy.checked:
                     args, kwargs, lazy = entry_arguments_unevaluated(entry)
                     if not lazy:
@@ -217,7 +224,7 @@ class Coordinator:
     def judge(self, entry: Any, *, buffered: bool = False) -> Verdict:
         """Decide one due entry. Never raises: bad data means plain beat."""
         try:
-            policy = self.policy_for(entry.name, entry.options)
+            policy = self.policy_for(entry.name, entry.options, entry.task)
         except Exception as exc:  # noqa: BLE001 - bad stored data must not stop beat
             logger.error("ccs_beat: %s; sending it without the singleton check", exc)
             return self._remember(entry, Verdict(None, None, None))
@@ -274,6 +281,11 @@ class Coordinator:
         if verdict is None:
             verdict = self._plain_verdict(entry)
         options = {k: v for k, v in (entry.options or {}).items() if k != OPTION}
+        headers = options.get("headers")
+        if isinstance(headers, Mapping) and STAMP_HEADER in headers:
+            # a stamp is beat's word that the message is a singleton: one that
+            # came with the entry (a row's headers) is not beat's
+            options["headers"] = {k: v for k, v in headers.items() if k != STAMP_HEADER}
         expires_at = None
         if verdict.key is not None and verdict.policy is not None:
             now = time.time()
@@ -297,7 +309,7 @@ class Coordinator:
         """Verdict for an emission that did not go through :meth:`judge`
         (``apply_async`` called directly): record it if it is a singleton."""
         try:
-            policy = self.policy_for(entry.name, entry.options)
+            policy = self.policy_for(entry.name, entry.options, entry.task)
             key = self.key_for(entry, policy) if policy.checked else None
         except ConfigurationError:
             return Verdict(None, None, None)

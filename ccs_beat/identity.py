@@ -322,5 +322,10 @@ def _task_key(name: str, args: Sequence[Any] | None, kwargs: Mapping[str, Any] |
         if not isinstance(result, str) or not result:
             raise UnkeyableError(
                 f"key function {spec.path} returned {result!r}; it must return a non-empty str")
+        if not result.isprintable():
+            # built from arguments whoever sends the task picks: a NUL would
+            # make the ledger unsaveable on PostgreSQL, a newline forge log lines
+            raise UnkeyableError(f"key function {spec.path} returned {result!r:.80}, which "
+                                 "holds control characters")
         return result
     raise UnkeyableError(f"unknown key kind {spec.kind!r}")

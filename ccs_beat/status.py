@@ -253,6 +253,11 @@ def read_ledger(app: Any, schedule_path: str | None, scheduler: str | None = Non
         if kind == "django":
             from .contrib.django.schedulers import read_ledger as read_db_ledger
             return read_db_ledger(), "database table ccs_beat_singletonledger", None
+        if kind is None and schedule_path is None:
+            # a schedule file is a pickle: open one only for a ccs_beat beat, or
+            # when the operator names it, never because it lies in this directory
+            return None, None, (f"the beat scheduler {getattr(cls, '__name__', cls)} is not "
+                                "a ccs_beat scheduler (use --scheduler, or --schedule FILE)")
         from .scheduler import LEDGER_KEY, journal_path, read_journal
         path = schedule_path or "celerybeat-schedule"
         candidates = [p for p in (path, path + ".db", path + ".dat") if Path(p).exists()]

@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, ensure_conf, get_redis
+from redis.client import NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -125,8 +126,17 @@ def check_entries(coordinator: Coordinator) -> CheckReport:
     app, report = coordinator.app, CheckReport()
     ensure_conf(app)
     prefix = app.redbeat_conf.key_prefix
-    for raw in get_redis(app).zrange(app.redbeat_conf.schedule_key, 0, -1):
-        key = raw.decode() if isinstance(raw, bytes) else str(raw)
+    # raw bytes: redbeat's client decodes every reply, and one member that is
+    # not UTF-8 would fail the whole read
+    members = get_redis(app).execute_command(
+        "ZRANGE", app.redbeat_conf.schedule_key, 0, -1, **{NEVER_DECODE: []})
+    for raw in members:
+        try:
+            key = raw.decode() if isinstance(raw, bytes) else str(raw)
+        except UnicodeDecodeError:
+            report.problems.append(f"redbeat schedule member {raw!r:.80} cannot be read: "
+                                   "it is not UTF-8 text")
+            continue
         name = key[len(prefix):]
         try:
             entry = RedBeatSchedulerEntry.from_key(key, app=app)
@@ -186,7 +196,9 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
         # redbeat's tick() reads this once, then decides each entry in it: note
         # their task names first, so the tick's one cluster read covers them all
         entries = super().schedule
-        self._ccs_tick_tasks = {entry.task for entry in entries.values()}
+        # an entry's task is data: one that is not a name is named when decided
+        self._ccs_tick_tasks = {entry.task for entry in entries.values()
+                                if isinstance(entry.task, str)}
         return entries
 
     def _ccs_task_names(self) -> set[str] | None:

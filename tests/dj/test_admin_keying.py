@@ -106,3 +106,41 @@ def test_make_singleton_changes_the_rows_it_can_and_names_those_it_cannot(
     assert "arguments cannot be keyed" in errors[0]
     assert any(level == "info" and text.startswith("1 task(s) are now singleton")
                for level, text in messages), messages
+
+
+def test_a_user_who_may_only_add_cannot_add_a_task_the_default_policy_cannot_key(
+        client: Client, staff_user: Callable[..., Any], interval: Any) -> None:
+    # no singleton section for them (it needs the change permission): the task
+    # form itself must refuse what beat would leave out of the schedule
+    from django.urls import reverse
+
+    from tests.dj.adminkit import form_fields
+    client.force_login(staff_user("adder", "view_periodictask", "add_periodictask"))
+    url = reverse("admin:django_celery_beat_periodictask_add")
+    data = {k: v for k, v in form_fields(client.get(url).content.decode()).items()
+            if v is not None}
+    data.update({"name": "nan job", "regtask": "", "task": "tests.sleep",
+                 "interval": str(interval.pk), "args": "[NaN]", "kwargs": "{}",
+                 "enabled": "on"})
+
+    response = client.post(url, data)
+
+    assert response.status_code == 200
+    assert "arguments cannot be keyed" in response.content.decode()
+    assert not PeriodicTask.objects.filter(name="nan job").exists()
+
+
+@pytest.mark.parametrize("action", ["enable_tasks", "toggle_tasks"])
+def test_switching_on_a_task_beat_would_leave_out_is_refused_naming_it(
+        admin_client: Client, make_task: Callable[..., PeriodicTask], action: str) -> None:
+    bad = make_task("nan job", args="[NaN]", enabled=False)
+    fine = make_task("fine job", args="[1]", enabled=False)
+
+    response = post_action(admin_client, action, [bad, fine])
+
+    bad.refresh_from_db()
+    fine.refresh_from_db()
+    assert bad.enabled is False and fine.enabled is True
+    errors = [text for level, text in message_texts(response) if level == "error"]
+    assert len(errors) == 1 and errors[0].startswith("nan job left off: "), errors
+    assert "arguments cannot be keyed" in errors[0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from celery import Celery
@@ -126,3 +127,85 @@ def test_make_singleton_names_a_row_whose_stored_identity_beat_would_refuse(
     errors = [text for level, text in message_texts(response) if level == "error"]
     assert len(errors) == 1 and errors[0].startswith("scripted left unchanged: ")
     assert "not registered" in errors[0]
+
+
+#: valid JSON that kombu's decoder (django-celery-beat's) turns into an error
+#: other than ValueError: its type markers
+KOMBU_MARKERS = {"bytes": '[{"__type__": "bytes", "__value__": 5}]',
+                 "decimal": '[{"__type__": "decimal", "__value__": "x"}]'}
+
+
+def rows_beat_cannot_build(make_task: Callable[..., PeriodicTask]) -> list[str]:
+    """Rows that stock django-celery-beat dies on: kombu type markers in args
+    and headers, an interval no timedelta holds, a crontab in no time zone,
+    a task with no schedule at all."""
+    from django_celery_beat.models import CrontabSchedule, IntervalSchedule
+    made = []
+    for kind, value in KOMBU_MARKERS.items():
+        made.append(make_task(f"args {kind}", args=value).name)
+        made.append(make_task(f"headers {kind}", headers='{"x": ' + value[1:-1] + "}").name)
+    huge = IntervalSchedule.objects.create(every=2_000_000_000, period=IntervalSchedule.DAYS)
+    made.append(PeriodicTask.objects.create(name="huge interval", task="tests.sleep",
+                                            interval=huge).name)
+    for name, column, value in (("martian crontab", "timezone", "Mars/Olympus"),
+                                ("unreadable crontab", "minute", "abc")):
+        crontab = CrontabSchedule.objects.create(minute="0", hour="3")
+        made.append(PeriodicTask.objects.create(name=name, task="tests.sleep",
+                                                crontab=crontab).name)
+        raw_sql(f"UPDATE django_celery_beat_crontabschedule SET {column} = %s WHERE id = %s",
+                [value, crontab.pk])
+    nowhere = make_task("no schedule")
+    raw_sql("UPDATE django_celery_beat_periodictask SET interval_id = NULL WHERE id = %s",
+            [nowhere.pk])
+    made.append(nowhere.name)
+    return made
+
+
+def raw_sql(statement: str, params: list[Any]) -> None:
+    """Write past the models' validation, as a script or another program can."""
+    from django.db import connection
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+
+
+def test_rows_stock_beat_dies_on_are_left_out_named_and_the_others_run(
+        app: Celery, make_task: Callable[..., PeriodicTask],
+        caplog: pytest.LogCaptureFixture) -> None:
+    bad = rows_beat_cannot_build(make_task)
+    make_task("healthy", args="[1]")
+
+    with caplog.at_level(logging.ERROR, logger="ccs_beat"):
+        beat = SingletonDatabaseScheduler(app=app, max_interval=1)
+    try:
+        assert set(beat.schedule) >= {"healthy"} and not set(beat.schedule) & set(bad)
+        beat.tick()   # a running beat reloads the schedule: it must not die either
+    finally:
+        beat.close()
+    errors = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+    assert all(repr(name) in errors for name in bad), errors
+
+
+def test_ccs_check_names_every_row_beat_would_leave_out(
+        app: Celery, make_task: Callable[..., PeriodicTask]) -> None:
+    bad = rows_beat_cannot_build(make_task)
+    make_task("healthy", args="[1]")
+    app.conf.beat_scheduler = SCHEDULER
+
+    report = check_app(app)
+
+    assert "healthy" in report.policies
+    for name in bad:
+        assert any(repr(name) in problem for problem in report.problems), (name, report)
+        assert name not in report.policies
+
+
+@pytest.mark.parametrize("kind", sorted(KOMBU_MARKERS))
+def test_run_selected_tasks_names_a_row_kombu_cannot_decode(
+        admin_client: Client, make_task: Callable[..., PeriodicTask], kind: str) -> None:
+    odd = make_task(f"typed {kind}", args=KOMBU_MARKERS[kind])
+
+    response = post_action(admin_client, "run_tasks", [odd])
+
+    assert response.status_code == 302
+    errors = [text for level, text in message_texts(response) if level == "error"]
+    assert len(errors) == 1 and errors[0].startswith(f"typed {kind} not sent: "), errors

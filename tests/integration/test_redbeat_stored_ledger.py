@@ -1,11 +1,12 @@
-"""ccs_beat's own keys in redbeat's Redis are data too: anyone who can write
-that Redis can write anything there. A ledger or journal value the JSON
-decoder cannot read is set aside with an ERROR naming its key, and beat starts
-and sends as usual (SingletonRedBeatScheduler driven in the test process on
-real Redis)."""
+"""Everything in redbeat's Redis is data: anyone who can write that Redis can
+write anything there. A ledger or journal value the JSON decoder cannot read is
+set aside with an ERROR naming its key; an entry whose task is not a name is
+named and never stops beat; ``ccs check`` names what it cannot read
+(SingletonRedBeatScheduler driven in the test process on real Redis)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from types import SimpleNamespace
@@ -72,3 +73,61 @@ def test_ccs_check_of_many_redbeat_entries_asks_the_broker_once(app):
     assert report.problems == []
     assert sorted(report.policies) == [f"job-{i}" for i in range(5)]
     assert len(opened) == 1
+
+
+
+def forge_task(app, name: str, value) -> None:
+    """Write ``value`` as the task of redbeat entry ``name``, past redbeat's API."""
+    client = redis.Redis.from_url(REDBEAT_DB)
+    key = RedBeatSchedulerEntry.generate_key(app, name)
+    definition = json.loads(client.hget(key, "definition"))
+    definition["task"] = value
+    client.hset(key, "definition", json.dumps(definition))
+
+
+@pytest.mark.parametrize("task", [["tests.sleep"], {"a": 1}, 5])
+def test_an_entry_whose_task_is_not_a_name_is_named_and_beat_keeps_sending(
+        app, published, caplog, task):
+    for name in ("healthy", "odd"):
+        RedBeatSchedulerEntry(name, "tests.sleep", schedule(0.5), args=[1], app=app,
+                              options={"singleton": True}).save()
+    forge_task(app, "odd", task)
+    beat = SingletonRedBeatScheduler(app=app, lazy=False)
+    acquire_distributed_beat_lock(SimpleNamespace(scheduler=beat))
+    try:
+        with caplog.at_level(logging.ERROR, logger="ccs_beat"):
+            deadline = time.monotonic() + 20
+            while not published:
+                assert time.monotonic() < deadline, "beat sent nothing"
+                time.sleep(min(beat.tick(), 0.2))
+            beat.tick()
+    finally:
+        beat.close()
+    assert any("'odd'" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+def test_ccs_check_names_an_entry_whose_task_is_not_a_name(app):
+    from ccs_beat.checks import check_app
+    RedBeatSchedulerEntry("odd", "tests.sleep", schedule(60), args=[1], app=app).save()
+    forge_task(app, "odd", ["tests.sleep"])
+
+    report = check_app(app, "ccs_beat.contrib.redbeat:SingletonRedBeatScheduler")
+
+    assert any("'odd'" in problem and "task" in problem for problem in report.problems), \
+        report.problems
+    assert "odd" not in report.policies
+
+
+def test_ccs_check_names_a_schedule_member_that_is_not_text(app):
+    from redbeat.schedulers import ensure_conf
+
+    from ccs_beat.checks import check_app
+    RedBeatSchedulerEntry("healthy", "tests.sleep", schedule(60), args=[1], app=app).save()
+    ensure_conf(app)
+    redis.Redis.from_url(REDBEAT_DB).zadd(
+        app.redbeat_conf.schedule_key, {app.redbeat_conf.key_prefix.encode() + b"\xff\xfe": 1})
+
+    report = check_app(app, "ccs_beat.contrib.redbeat:SingletonRedBeatScheduler")
+
+    assert "healthy" in report.policies
+    assert any("cannot be read" in problem for problem in report.problems), report.problems

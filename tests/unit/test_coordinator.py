@@ -266,3 +266,20 @@ def test_a_forged_seen_on_in_the_ledger_still_blocks_the_entry(app):
     verdict = ccs.judge(entry)
 
     assert not verdict.emit and verdict.decision.blocker.task_id == "forged"
+
+
+@pytest.mark.parametrize("singleton", [False, True])
+def test_a_stamp_that_came_with_the_entrys_headers_is_never_sent(app, singleton):
+    # a row's headers are written by whoever may add a task: a forged stamp
+    # would make unrelated tasks look identical to the worker guard
+    forged = {"v": 1, "key": "victim:key", "sent_at": 0.0}
+    ccs = coordinator(app)
+    entry = make_entry(app, options={"singleton": singleton,
+                                     "headers": {"ccs_beat": forged, "mine": 1}})
+    ccs.judge(entry)
+
+    sending, _, _ = ccs.prepare(entry)
+
+    headers = sending.options["headers"]
+    assert headers["mine"] == 1 and headers.get("ccs_beat") != forged
+    assert ("ccs_beat" in headers) is singleton

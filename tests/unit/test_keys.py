@@ -142,3 +142,12 @@ def test_key_is_invariant_under_kwargs_reordering(kwargs, rnd):
 @given(json_values)
 def test_canonical_json_round_trips_to_an_equal_value(value):
     assert json.loads(canonical_json(value)) == value
+
+
+@pytest.mark.parametrize("returned", ["tenant=a\x00b", "tenant=a\nforged", "\x1b[31m"])
+def test_a_key_with_control_characters_is_refused_naming_the_function(returned):
+    # a key function builds keys from arguments anyone who sends the task picks;
+    # a NUL would make the ledger unsaveable on PostgreSQL
+    spec = parse_key_spec(lambda name, args, kwargs: returned, where="test", from_code=True)
+    with pytest.raises(UnkeyableError, match="control characters"):
+        task_key("t", [], {"tenant": returned}, spec)

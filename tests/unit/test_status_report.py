@@ -164,3 +164,23 @@ def test_a_forged_ledger_is_shown_not_a_crash(seen_on):
 
     assert "a" in [row.task_id for row in report.ledger] and "gc" in text
     json.loads(render_json(report))
+
+
+def test_status_of_a_plain_scheduler_opens_no_schedule_file_it_was_not_given(
+        tmp_path, monkeypatch):
+    # a schedule file is a pickle: one lying in the working directory must not
+    # be opened for an app whose beat is not a ccs_beat beat
+    monkeypatch.chdir(tmp_path)
+    probe = tmp_path / "unpickled"
+
+    class Trap:
+        def __reduce__(self):
+            return (open, (str(probe), "w"))
+    with shelve.open(str(tmp_path / "celerybeat-schedule")) as store:
+        store[LEDGER_KEY] = Trap()
+    app = Celery("status_plain", broker="memory://", set_as_current=False)
+
+    found, _, error = read_ledger(app, None)
+
+    assert found is None and "not a ccs_beat scheduler" in error
+    assert not probe.exists()

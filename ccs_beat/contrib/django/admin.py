@@ -27,10 +27,10 @@ from django.db.models import QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest
 from django.utils.html import format_html
-from django_celery_beat.admin import PeriodicTaskAdmin
+from django_celery_beat.admin import PeriodicTaskAdmin, PeriodicTaskForm
 from django_celery_beat.models import PeriodicTask
 
-from ...policy import SKIP, Policy
+from ...policy import SKIP, Policy, Settings
 from .conf import current_settings
 from .manual import run_now
 from .models import SingletonDecision, SingletonSettings
@@ -123,6 +123,43 @@ class SingletonFilter(admin.SimpleListFilter):
         return queryset
 
 
+def beat_would_refuse(task: PeriodicTask, settings: Settings,
+                      fields: dict[str, Any] | None = None) -> str | None:
+    """Why beat would leave ``task`` out of its schedule with singleton
+    settings ``fields`` (default: its row as stored, or none), or None. Asked
+    before anything switches a task on, so nobody learns it from beat's log."""
+    if fields is None:
+        row = getattr(task, "singleton", None)
+        fields = row.fields() if row is not None else None
+    checked = fields is not None and fields.get("enabled") is not False
+    return ((fields_problem(fields, settings, f"periodic task {task.name!r}")
+             if checked and fields is not None else None)
+            or arguments_problem(task, fields, settings))
+
+
+class SingletonPeriodicTaskForm(PeriodicTaskForm):
+    """The task form. For a user who may add but not change -- who gets no
+    singleton section, whose checks then never run -- it refuses arguments the
+    app default cannot key: beat would leave the new task out."""
+
+    ccs_check_default = False
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean()
+        settings = current_settings()
+        if not self.ccs_check_default or settings is None or self.errors:
+            return cleaned
+        probe = PeriodicTask(name=cleaned.get("name") or "", task=cleaned.get("task") or "",
+                             args=cleaned.get("args") or "[]",
+                             kwargs=cleaned.get("kwargs") or "{}")
+        problem = arguments_problem(probe, None, settings)
+        if problem:
+            raise ValidationError(f"{problem}. Give the task arguments that are JSON values, "
+                                  "or ask someone who may change periodic tasks to give it "
+                                  "an identity that leaves them out.")
+        return cleaned
+
+
 def _default_policy() -> Policy | None:
     """``ccs_beat_default_policy`` of the current Celery app (None if it is bad)."""
     settings = current_settings()
@@ -145,6 +182,15 @@ class SingletonPeriodicTaskAdmin(PeriodicTaskAdmin):
     fieldsets = (*PeriodicTaskAdmin.fieldsets,
                  ("Singleton: last decision", {"fields": ("singleton_last_decision",),
                                                "classes": ("extrapretty", "wide")}))
+
+    form = SingletonPeriodicTaskForm
+
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False,
+                 **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is None and not request.user.has_perm(CHANGE_PERIODIC_TASK):
+            form = type(form.__name__, (form,), {"ccs_check_default": True})
+        return form
 
     def get_inline_instances(self, request: HttpRequest, obj: Any = None) -> list[Any]:
         inlines = super().get_inline_instances(request, obj)
@@ -200,7 +246,7 @@ class SingletonPeriodicTaskAdmin(PeriodicTaskAdmin):
     @admin.action(description=PeriodicTaskAdmin.enable_tasks.short_description,
                   permissions=["change"])
     def enable_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
-        super().enable_tasks(request, queryset)
+        super().enable_tasks(request, self._switchable(request, queryset))
 
     @admin.action(description=PeriodicTaskAdmin.disable_tasks.short_description,
                   permissions=["change"])
@@ -210,7 +256,22 @@ class SingletonPeriodicTaskAdmin(PeriodicTaskAdmin):
     @admin.action(description=PeriodicTaskAdmin.toggle_tasks.short_description,
                   permissions=["change"])
     def toggle_tasks(self, request: HttpRequest, queryset: QuerySet) -> None:
-        super().toggle_tasks(request, queryset)
+        super().toggle_tasks(request, self._switchable(request, queryset))
+
+    def _switchable(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        """``queryset`` less the switched-off tasks beat would leave out once
+        switched on, each named in a message."""
+        settings = current_settings()
+        if settings is None:
+            return queryset
+        refused = []
+        for task in queryset.filter(enabled=False).select_related("singleton"):
+            problem = beat_would_refuse(task, settings)
+            if problem:
+                refused.append(task.pk)
+                self.message_user(request, f"{task.name} left off: {problem}",
+                                  level=messages.ERROR)
+        return queryset.exclude(pk__in=refused)
 
     def _filter_actions_by_permissions(self, request: HttpRequest,
                                        actions: list[Any]) -> list[Any]:
@@ -243,8 +304,7 @@ class SingletonPeriodicTaskAdmin(PeriodicTaskAdmin):
             fields["enabled"] = True
             # a row a script wrote may hold a field beat would refuse: say so
             # here, or the task would vanish from the schedule after "success"
-            problem = (fields_problem(fields, settings, f"periodic task {task.name!r}")
-                       or arguments_problem(task, fields, settings)) if settings else None
+            problem = beat_would_refuse(task, settings, fields) if settings else None
             (refused if problem else ok).append((task, problem))
         count = self._set_singleton(queryset, True, ids=[task.pk for task, _ in ok])
         if count:

@@ -56,6 +56,9 @@ LEDGER_NAME = "default"
 #: what decoding a row's JSON field can raise: bad JSON, and JSON nested
 #: deeper than the parser's recursion limit (a row is data a script can write)
 JSON_ERRORS = (ValueError, TypeError, RecursionError)
+#: what kombu's decoder (django-celery-beat's) can raise besides: its type
+#: markers ``{"__type__": "decimal", "__value__": "x"}`` run converters
+DECODE_ERRORS = (*JSON_ERRORS, ArithmeticError, AttributeError, LookupError)
 
 
 def _decoded(rows: Any, field: str, where: str) -> list[Any]:
@@ -129,7 +132,7 @@ def row_arguments(model: PeriodicTask) -> tuple[list[Any], dict[str, Any]]:
     naming the task (beat needs a list and a dict to send it at all)."""
     try:
         args, kwargs = loads(model.args or "[]"), loads(model.kwargs or "{}")
-    except JSON_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise ConfigurationError(f"periodic task {model.name!r}: args or kwargs are not "
                                  f"usable JSON ({str(exc)[:120]})") from exc
     if not isinstance(args, list) or not isinstance(kwargs, dict):
@@ -139,11 +142,24 @@ def row_arguments(model: PeriodicTask) -> tuple[list[Any], dict[str, Any]]:
     return args, kwargs
 
 
+def row_schedule(model: PeriodicTask) -> Any:
+    """The row's schedule object, or ConfigurationError naming the task (an
+    interval no timedelta holds, a crontab in an unknown time zone, none)."""
+    try:
+        found = model.schedule
+    except Exception as exc:  # a row is data: any failure is that row's
+        raise ConfigurationError(f"periodic task {model.name!r}: its schedule cannot be "
+                                 f"used ({exc!r:.160})") from exc
+    if found is None:
+        raise ConfigurationError(f"periodic task {model.name!r} has no schedule")
+    return found
+
+
 def row_headers(model: PeriodicTask) -> dict[str, Any]:
     """The row's ``headers`` field, which must be a JSON object."""
     try:
         headers = loads(model.headers or "{}")
-    except JSON_ERRORS as exc:
+    except DECODE_ERRORS as exc:
         raise ConfigurationError(f"periodic task {model.name!r}: headers are not usable "
                                  f"JSON ({str(exc)[:120]})") from exc
     if not isinstance(headers, dict):
@@ -206,7 +222,8 @@ def check_rows(coordinator: Coordinator) -> CheckReport:
     for model in PeriodicTask.objects.filter(enabled=True).select_related("singleton") \
             .order_by("name"):
         try:
-            row_arguments(model)   # beat leaves out a row it cannot load, whatever its policy
+            row_schedule(model)    # beat leaves out a row it cannot load, whatever its policy
+            row_arguments(model)
             row_headers(model)
             option = row_option(model, settings)
         except ConfigurationError as exc:
@@ -234,7 +251,10 @@ class SingletonModelEntry(ModelEntry):
     def __init__(self, model: PeriodicTask, app: Any = None) -> None:
         try:
             super().__init__(model, app=app)
-        except JSON_ERRORS as exc:
+        except Exception as exc:  # a row is data: any failure is that row's
+            # an interval no timedelta holds, a crontab in no time zone, no
+            # schedule at all, kombu's decoder failing on its type markers:
+            # stock django-celery-beat dies on these
             # django-celery-beat leaves such a row out silently (headers that
             # are not JSON, say): say which one, and why
             logger.error("ccs_beat: periodic task %r cannot be loaded (%s); it is left out "
@@ -309,6 +329,19 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
 
     def enabled_models_qs(self) -> Any:
         return super().enabled_models_qs().select_related("singleton")
+
+    def enabled_models(self) -> list[Any]:
+        try:
+            return list(self.enabled_models_qs())
+        except Exception as exc:  # noqa: BLE001 - one damaged crontab row breaks the query
+            # django-celery-beat leaves out crontabs not due within hours; that
+            # query reads every crontab's time zone, and one bad row breaks it
+            # for every task: load them all, and let the bad row alone fail
+            logger.error("ccs_beat: django-celery-beat cannot filter the periodic tasks "
+                         "(%r): a crontab schedule row is damaged; loading every enabled "
+                         "task instead", exc)
+            # (not .enabled(): its prefetch of every schedule fails the same way)
+            return list(self.Model.objects.filter(enabled=True).select_related("singleton"))
 
     def update_from_dict(self, mapping: dict[str, Any]) -> None:
         """Entries from ``beat_schedule``: their ``singleton`` option becomes
