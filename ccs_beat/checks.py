@@ -111,9 +111,13 @@ def check_app(app: Any, scheduler: str | None = None) -> CheckReport:
         report.problems.append(error)
     checker = _stored_entries(cls)
     if checker is not None:
-        stored = checker(coordinator)
-        report.policies.update(stored.policies)
-        report.problems.extend(stored.problems)
+        try:
+            stored = checker(coordinator)
+        except Exception as exc:  # noqa: BLE001 - the store is away: a finding, no traceback
+            report.problems.append(f"cannot read the scheduler's stored entries: {exc!r}")
+        else:
+            report.policies.update(stored.policies)
+            report.problems.extend(stored.problems)
     _check_transport(app, coordinator, report)
     coordinator.close()
     return report

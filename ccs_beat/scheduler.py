@@ -40,6 +40,7 @@ class SingletonSchedulerMixin:
 
     #: created by :meth:`setup_schedule`; None on lazy (introspection) instances
     ccs: Coordinator | None = None
+    _ccs_closed = False
 
     # -- storage hooks (override per scheduler) ------------------------------
 
@@ -212,6 +213,8 @@ class SingletonSchedulerMixin:
                            name, exc)
             return
         if entry is None or not _enabled(entry):
+            logger.warning("ccs_beat: dropping the buffered run of %r: the entry is %s", name,
+                           "gone" if entry is None else "switched off")
             ccs.ledger.set_pending(name, False)
             return
         verdict = ccs.judge(entry, buffered=True)
@@ -273,7 +276,7 @@ class SingletonSchedulerMixin:
 
     def sync(self) -> None:
         ccs = self.ccs
-        if ccs is not None and ccs.ledger.dirty:
+        if ccs is not None and ccs.ledger.dirty and not self._ccs_closed:
             self._ccs_persist(ccs)
         super().sync()  # type: ignore[misc]
 
@@ -281,6 +284,9 @@ class SingletonSchedulerMixin:
         try:
             super().close()  # type: ignore[misc]
         finally:
+            # close() made the last save; django-celery-beat syncs once more at
+            # interpreter exit, when the database may be gone
+            self._ccs_closed = True
             if self.ccs is not None:
                 self.ccs.close()
 

@@ -71,7 +71,7 @@ def _json(raw: Any, what: str) -> Any:
     write anything there, JSON nested past the parser's limit included."""
     try:
         return json.loads(raw) if raw else None
-    except (TypeError, ValueError, RecursionError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:  # UnicodeDecodeError too
         logger.error("ccs_beat: %s in Redis is not usable JSON (%s); ignoring it", what,
                      type(exc).__name__)
         return None
@@ -97,6 +97,37 @@ def _wrong_type(client: Any, app: Any) -> ConfigurationError:
         "nothing else needs it; ccs_beat then starts with an empty ledger.")
 
 
+def _raw(client: Any, *command: Any) -> Any:
+    """A command's reply as bytes: redbeat's client decodes every reply, and
+    one value that is not UTF-8 (anyone can write this Redis) would fail it."""
+    return client.execute_command(*command, **{NEVER_DECODE: []})
+
+
+def _text(raw: Any) -> str | None:
+    """``raw`` as text, or None if it is not UTF-8."""
+    try:
+        return raw.decode() if isinstance(raw, bytes) else str(raw)
+    except UnicodeDecodeError:
+        return None
+
+
+def schedule_members(app: Any, problems: list[str] | None = None) -> list[str]:
+    """The keys in redbeat's schedule set; one that is not text is left out
+    (named in ``problems``, else in an ERROR): stock redbeat never loads it."""
+    members = []
+    for raw in _raw(get_redis(app), "ZRANGE", app.redbeat_conf.schedule_key, 0, -1):
+        key = _text(raw)
+        if key is not None:
+            members.append(key)
+            continue
+        problem = f"redbeat schedule member {raw!r:.80} cannot be read: it is not UTF-8 text"
+        if problems is not None:
+            problems.append(problem)
+        else:
+            logger.error("ccs_beat: %s; ignoring it", problem)
+    return members
+
+
 def read_ledger(app: Any) -> Ledger:
     """The ledger in Redis with its journal replayed (one atomic read).
 
@@ -112,6 +143,11 @@ def read_ledger(app: Any) -> Ledger:
         if "WRONGTYPE" not in str(exc):
             raise
         raise _wrong_type(client, app) from exc
+    except UnicodeDecodeError:
+        # a value that is not UTF-8: read again as bytes (not atomic: this is
+        # the damaged case), and set the bad values aside below
+        raw = _raw(client, "GET", ledger_key(app))
+        journal = _raw(client, "LRANGE", journal_key(app), 0, -1)
     ledger = Ledger.from_state(_json(raw, f"the ledger ({ledger_key(app)})"))
     replayed = ledger.replay(_json(r, f"a record of {journal_key(app)}") for r in journal)
     if replayed:
@@ -128,15 +164,12 @@ def check_entries(coordinator: Coordinator) -> CheckReport:
     prefix = app.redbeat_conf.key_prefix
     # raw bytes: redbeat's client decodes every reply, and one member that is
     # not UTF-8 would fail the whole read
-    members = get_redis(app).execute_command(
-        "ZRANGE", app.redbeat_conf.schedule_key, 0, -1, **{NEVER_DECODE: []})
-    for raw in members:
-        try:
-            key = raw.decode() if isinstance(raw, bytes) else str(raw)
-        except UnicodeDecodeError:
-            report.problems.append(f"redbeat schedule member {raw!r:.80} cannot be read: "
-                                   "it is not UTF-8 text")
-            continue
+    try:
+        members = schedule_members(app, report.problems)
+    except Exception as exc:  # noqa: BLE001 - Redis away: a finding, not a traceback
+        report.problems.append(f"cannot read redbeat's entries in Redis: {exc!r}")
+        return report
+    for key in members:
         name = key[len(prefix):]
         try:
             entry = RedBeatSchedulerEntry.from_key(key, app=app)
@@ -145,7 +178,7 @@ def check_entries(coordinator: Coordinator) -> CheckReport:
         except ConfigurationError as exc:
             report.problems.append(str(exc))
         except Exception as exc:  # noqa: BLE001 - a damaged entry is a finding, not a crash
-            report.problems.append(f"redbeat entry {name!r} ({key}) cannot be read: {exc!r}")
+            report.problems.append(f"redbeat entry {name!r} ({key!r}) cannot be read: {exc!r}")
     return report
 
 
@@ -173,8 +206,7 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
 
     def ccs_entry_names(self) -> set[str]:
         prefix = self.app.redbeat_conf.key_prefix
-        keys = get_redis(self.app).zrange(self.app.redbeat_conf.schedule_key, 0, -1)
-        return {(k.decode() if isinstance(k, bytes) else k)[len(prefix):] for k in keys}
+        return {key[len(prefix):] for key in schedule_members(self.app)}
 
     def ccs_entry(self, name: str) -> Any:
         """The entry ``name`` from Redis, or None if it is gone or unreadable:

@@ -144,3 +144,22 @@ def test_switching_on_a_task_beat_would_leave_out_is_refused_naming_it(
     errors = [text for level, text in message_texts(response) if level == "error"]
     assert len(errors) == 1 and errors[0].startswith("nan job left off: "), errors
     assert "arguments cannot be keyed" in errors[0]
+
+
+@pytest.mark.parametrize("field", ["headers", "interval"])
+def test_switching_on_a_task_beat_cannot_load_is_refused_naming_it(
+        admin_client: Client, make_task: Callable[..., PeriodicTask], field: str) -> None:
+    from django_celery_beat.models import IntervalSchedule
+    if field == "headers":
+        bad = make_task("bad job", headers="[1]", enabled=False)
+    else:
+        huge = IntervalSchedule.objects.create(every=10**9, period=IntervalSchedule.DAYS)
+        bad = PeriodicTask.objects.create(name="bad job", task="tests.dj.noop",
+                                          interval=huge, enabled=False)
+
+    response = post_action(admin_client, "enable_tasks", [bad])
+
+    bad.refresh_from_db()
+    assert bad.enabled is False
+    errors = [text for level, text in message_texts(response) if level == "error"]
+    assert len(errors) == 1 and errors[0].startswith("bad job left off: "), errors

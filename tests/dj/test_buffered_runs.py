@@ -91,3 +91,40 @@ def test_a_remembered_run_of_a_task_that_expired_meanwhile_is_dropped(app, publi
     run(app, 3.5)
     assert published == []
     assert PeriodicTask.objects.get(pk=gc.pk).enabled is False
+
+
+def crontab_task_far_from_now(name: str) -> PeriodicTask:
+    """A crontab task due about 12 hours from now: django-celery-beat loads only
+    crontabs due within a couple of hours, so it is not in beat's schedule."""
+    from django_celery_beat.models import CrontabSchedule
+    from django_celery_beat.utils import aware_now
+    hour = (aware_now().hour + 12) % 24
+    cron = CrontabSchedule.objects.create(minute="0", hour=str(5 if hour == 4 else hour),
+                                          timezone=timezone.get_current_timezone_name())
+    return PeriodicTask.objects.create(name=name, task="tests.sleep", crontab=cron, args="[1]")
+
+
+def test_a_remembered_run_of_a_crontab_task_beat_has_not_loaded_is_sent(app, published):
+    # the nightly job blocked past its window by a previous run that ran long
+    gc = crontab_task_far_from_now("nightly-gc")
+    SingletonSettings.objects.create(periodic_task=gc, overlap="buffer_one")
+    remembered("nightly-gc", blocked_for=1.0)
+
+    beat = run(app, 3.0)
+
+    assert published == ["nightly-gc"]
+    assert not beat.ccs.ledger.pending
+
+
+def test_the_ledger_keeps_what_a_crontab_task_beat_has_not_loaded_sent(app):
+    crontab_task_far_from_now("nightly-gc")
+    remembered("nightly-gc", blocked_for=3600.0)
+    app.conf.update(ccs_beat_inspect_timeout=0.2)
+
+    beat = SingletonDatabaseScheduler(app=app, max_interval=0.2)
+    try:
+        assert "nightly-gc" not in beat.schedule
+        assert [e.task_id for e in beat.ccs.ledger.entries["nightly-gc"]] == ["queued-1"]
+        assert beat.ccs.ledger.pending == {"nightly-gc"}
+    finally:
+        beat.close()

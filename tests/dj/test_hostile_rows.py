@@ -209,3 +209,25 @@ def test_run_selected_tasks_names_a_row_kombu_cannot_decode(
     assert response.status_code == 302
     errors = [text for level, text in message_texts(response) if level == "error"]
     assert len(errors) == 1 and errors[0].startswith(f"typed {kind} not sent: "), errors
+
+
+@pytest.mark.parametrize("table", ["ccs_beat_singletonledger", "ccs_beat_singletonjournal"])
+def test_a_ledger_or_journal_row_that_is_not_utf8_is_set_aside_and_beat_starts(
+        app: Celery, make_task: Callable[..., PeriodicTask], table: str) -> None:
+    from django.db import connection
+
+    from ccs_beat.contrib.django.models import SingletonJournal, SingletonLedger
+    if connection.vendor != "sqlite":
+        pytest.skip("PostgreSQL refuses text that is not UTF-8 in the first place")
+    make_task("healthy", args="[1]")
+    SingletonLedger.objects.create(name="default", state={"version": 1, "seq": 0,
+                                                          "entries": {}, "pending": []})
+    SingletonJournal.objects.create(ledger="default", seq=1, record={"seq": 1})
+    column = "state" if table == "ccs_beat_singletonledger" else "record"
+    raw_sql(f"UPDATE {table} SET {column} = CAST(x'22fffe22' AS TEXT)", [])
+
+    beat = SingletonDatabaseScheduler(app=app, max_interval=1)
+    try:
+        assert "healthy" in beat.schedule and beat.ccs is not None
+    finally:
+        beat.close()

@@ -321,3 +321,18 @@ def test_status_reads_the_database_ledger_of_a_django_scheduler_whatever_its_nam
     assert error is None, error
     assert source == "database table ccs_beat_singletonledger"
     assert found is not None and found.entries["gc"][0].task_id == "t-1"
+
+
+def test_a_closed_beat_writes_nothing_when_django_celery_beat_syncs_at_exit(app):
+    # DatabaseScheduler registers a sync for interpreter exit, when the
+    # database may be gone: the ledger's last save belongs to close()
+    make_task("gc")
+    beat = start(app)
+    beat.close()
+    saves = []
+    beat.ccs_save_ledger = lambda ledger: saves.append(ledger)   # type: ignore[method-assign]
+    beat.ccs.ledger.dirty = True
+
+    beat.sync()
+
+    assert saves == []

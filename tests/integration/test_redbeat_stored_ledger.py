@@ -26,6 +26,21 @@ pytestmark = pytest.mark.timeout(60)
 DEEP = "[" * 100_000 + "]" * 100_000
 
 
+def start_and_send(app, published: list[str], extra_ticks: int = 0) -> None:
+    """Start a beat holding redbeat's lock and tick until it has sent something."""
+    beat = SingletonRedBeatScheduler(app=app, lazy=False)
+    try:
+        acquire_distributed_beat_lock(SimpleNamespace(scheduler=beat))
+        deadline = time.monotonic() + 20
+        while not published:
+            assert time.monotonic() < deadline, "beat sent nothing"
+            time.sleep(min(beat.tick(), 0.2))
+        for _ in range(extra_ticks):
+            beat.tick()
+    finally:
+        beat.close()
+
+
 @pytest.mark.parametrize("where", ["ledger", "journal"])
 def test_a_ledger_or_journal_value_nested_too_deep_is_set_aside_and_beat_starts(
         app, published, caplog, where):
@@ -42,15 +57,7 @@ def test_a_ledger_or_journal_value_nested_too_deep_is_set_aside_and_beat_starts(
                           options={"singleton": True}).save()
 
     with caplog.at_level(logging.ERROR, logger="ccs_beat"):
-        beat = SingletonRedBeatScheduler(app=app, lazy=False)
-    try:
-        acquire_distributed_beat_lock(SimpleNamespace(scheduler=beat))
-        deadline = time.monotonic() + 20
-        while not published:
-            assert time.monotonic() < deadline, "beat sent nothing"
-            time.sleep(min(beat.tick(), 0.2))
-    finally:
-        beat.close()
+        start_and_send(app, published)
     assert any(key in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
 
 
@@ -92,17 +99,8 @@ def test_an_entry_whose_task_is_not_a_name_is_named_and_beat_keeps_sending(
         RedBeatSchedulerEntry(name, "tests.sleep", schedule(0.5), args=[1], app=app,
                               options={"singleton": True}).save()
     forge_task(app, "odd", task)
-    beat = SingletonRedBeatScheduler(app=app, lazy=False)
-    acquire_distributed_beat_lock(SimpleNamespace(scheduler=beat))
-    try:
-        with caplog.at_level(logging.ERROR, logger="ccs_beat"):
-            deadline = time.monotonic() + 20
-            while not published:
-                assert time.monotonic() < deadline, "beat sent nothing"
-                time.sleep(min(beat.tick(), 0.2))
-            beat.tick()
-    finally:
-        beat.close()
+    with caplog.at_level(logging.ERROR, logger="ccs_beat"):
+        start_and_send(app, published, extra_ticks=1)
     assert any("'odd'" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
 
 
@@ -131,3 +129,58 @@ def test_ccs_check_names_a_schedule_member_that_is_not_text(app):
 
     assert "healthy" in report.policies
     assert any("cannot be read" in problem for problem in report.problems), report.problems
+
+
+@pytest.mark.parametrize("where", ["ledger", "journal"])
+def test_a_ledger_or_journal_value_that_is_not_utf8_is_set_aside_and_beat_starts(
+        app, published, caplog, where):
+    from redbeat.schedulers import ensure_conf
+    ensure_conf(app)
+    client = redis.Redis.from_url(REDBEAT_DB)
+    key = ledger_key(app) if where == "ledger" else journal_key(app)
+    if where == "ledger":
+        client.set(key, b"\xff\xfe")
+    else:
+        client.rpush(key, b"\xff\xfe")
+    RedBeatSchedulerEntry("gc", "tests.sleep", schedule(0.5), args=[1], app=app,
+                          options={"singleton": True}).save()
+
+    with caplog.at_level(logging.ERROR, logger="ccs_beat"):
+        start_and_send(app, published)
+    assert any(key in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
+
+
+def test_a_schedule_member_that_is_not_utf8_does_not_stop_beat(app, published):
+    from redbeat.schedulers import ensure_conf
+    ensure_conf(app)
+    RedBeatSchedulerEntry("gc", "tests.sleep", schedule(0.5), args=[1], app=app,
+                          options={"singleton": True}).save()
+    redis.Redis.from_url(REDBEAT_DB).zadd(   # due far in the future: stock redbeat skips it
+        app.redbeat_conf.schedule_key, {app.redbeat_conf.key_prefix.encode() + b"\xff": 4e12})
+
+    start_and_send(app, published)
+
+
+def test_a_schedule_member_cannot_forge_a_line_of_ccs_check(app):
+    from redbeat.schedulers import ensure_conf
+
+    from ccs_beat.checks import check_app
+    ensure_conf(app)
+    forged = "nightly-gc: overlap=skip key=name on_unknown=emit"
+    redis.Redis.from_url(REDBEAT_DB).zadd(
+        app.redbeat_conf.schedule_key, {app.redbeat_conf.key_prefix + "x\n" + forged: 1})
+
+    report = check_app(app, "ccs_beat.contrib.redbeat:SingletonRedBeatScheduler")
+
+    assert report.problems
+    assert not any(line.startswith(forged)
+                   for problem in report.problems for line in problem.splitlines())
+
+
+def test_ccs_check_with_redbeats_redis_away_reports_it(app):
+    from ccs_beat.checks import check_app
+    app.conf.redbeat_redis_url = "redis://127.0.0.1:1/0"   # nothing listens there
+
+    report = check_app(app, "ccs_beat.contrib.redbeat:SingletonRedBeatScheduler")
+
+    assert any("cannot read" in problem for problem in report.problems), report.problems

@@ -34,7 +34,7 @@ from ...policy import SKIP, Policy, Settings
 from .conf import current_settings
 from .manual import run_now
 from .models import SingletonDecision, SingletonSettings
-from .schedulers import arguments_problem, fields_problem
+from .schedulers import arguments_problem, fields_problem, load_problem
 
 CHANGE_PERIODIC_TASK = "django_celery_beat.change_periodictask"
 INLINE_FIELDS = ("enabled", "overlap", "key", "on_unknown", "expires")
@@ -132,8 +132,9 @@ def beat_would_refuse(task: PeriodicTask, settings: Settings,
         row = getattr(task, "singleton", None)
         fields = row.fields() if row is not None else None
     checked = fields is not None and fields.get("enabled") is not False
-    return ((fields_problem(fields, settings, f"periodic task {task.name!r}")
-             if checked and fields is not None else None)
+    return (load_problem(task)
+            or (fields_problem(fields, settings, f"periodic task {task.name!r}")
+                if checked and fields is not None else None)
             or arguments_problem(task, fields, settings))
 
 

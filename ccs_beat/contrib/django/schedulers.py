@@ -29,7 +29,7 @@ from __future__ import annotations
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from django.db import close_old_connections, transaction
+from django.db import DatabaseError, close_old_connections, transaction
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
@@ -64,15 +64,16 @@ DECODE_ERRORS = (*JSON_ERRORS, ArithmeticError, AttributeError, LookupError)
 def _decoded(rows: Any, field: str, where: str) -> list[Any]:
     """``field`` of each of ``rows``, decoded; a value that cannot be decoded
     is left out with an ERROR (read at once, or one by one when one fails)."""
+    unreadable = (*JSON_ERRORS, DatabaseError)   # SQLite: text that is not UTF-8
     try:
         return list(rows.values_list(field, flat=True))
-    except JSON_ERRORS:
+    except unreadable:
         pass
     values = []
-    for pk in rows.values_list("pk", flat=True):
+    for pk in rows.values_list("pk", flat=True):   # the database itself is away: raises
         try:
             values.extend(rows.model.objects.filter(pk=pk).values_list(field, flat=True))
-        except JSON_ERRORS as exc:
+        except unreadable as exc:
             logger.error("ccs_beat: %s, row %r: %s is not usable JSON (%s); ignoring it",
                          where, pk, field, type(exc).__name__)
     return values
@@ -168,6 +169,18 @@ def row_headers(model: PeriodicTask) -> dict[str, Any]:
     return headers
 
 
+def load_problem(model: PeriodicTask) -> str | None:
+    """Why beat cannot load the row at all, whatever its singleton settings
+    (its schedule, arguments or headers), or None."""
+    try:
+        row_schedule(model)
+        row_arguments(model)
+        row_headers(model)
+    except ConfigurationError as exc:
+        return str(exc)
+    return None
+
+
 def check_arguments(model: PeriodicTask, policy: Policy) -> None:
     """Raise naming the task if its arguments are not a JSON list and object, or
     cannot be keyed under ``policy``."""
@@ -221,10 +234,11 @@ def check_rows(coordinator: Coordinator) -> CheckReport:
     settings, report = coordinator.settings, CheckReport()
     for model in PeriodicTask.objects.filter(enabled=True).select_related("singleton") \
             .order_by("name"):
+        problem = load_problem(model)   # beat leaves such a row out, whatever its policy
+        if problem:
+            report.problems.append(problem)
+            continue
         try:
-            row_schedule(model)    # beat leaves out a row it cannot load, whatever its policy
-            row_arguments(model)
-            row_headers(model)
             option = row_option(model, settings)
         except ConfigurationError as exc:
             report.problems.append(str(exc))
@@ -337,9 +351,9 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
             # django-celery-beat leaves out crontabs not due within hours; that
             # query reads every crontab's time zone, and one bad row breaks it
             # for every task: load them all, and let the bad row alone fail
-            logger.error("ccs_beat: django-celery-beat cannot filter the periodic tasks "
-                         "(%r): a crontab schedule row is damaged; loading every enabled "
-                         "task instead", exc)
+            logger.error("ccs_beat: django-celery-beat's query of the periodic tasks failed "
+                         "(%r), a damaged crontab row perhaps; loading every enabled task "
+                         "without its filter", exc)
             # (not .enabled(): its prefetch of every schedule fails the same way)
             return list(self.Model.objects.filter(enabled=True).select_related("singleton"))
 
@@ -362,6 +376,26 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
             if entry is not None:
                 entry.options[OPTION] = mapping[name]["options"][OPTION]
                 entry.model.__dict__["_ccs_option"] = entry.options[OPTION]
+
+    def ccs_entry_names(self) -> set[str]:
+        # every enabled row, not only those django-celery-beat loaded: it leaves
+        # out crontabs not due within hours, whose ledger and buffered run stay
+        return set(PeriodicTask.objects.filter(enabled=True).values_list("name", flat=True))
+
+    def ccs_entry(self, name: str) -> Any:
+        """The entry ``name``: from the loaded schedule, else from its row
+        (a crontab django-celery-beat has not loaded, being hours from due)."""
+        entry = self.schedule.get(name)
+        if entry is not None:
+            return entry
+        model = PeriodicTask.objects.filter(name=name, enabled=True) \
+            .select_related("singleton").first()
+        if model is None:
+            return None
+        try:
+            return self.Entry(model, app=self.app)
+        except ValueError:   # logged, naming the row
+            return None
 
     def ccs_reserved(self, entry: Any) -> None:
         # DatabaseScheduler.reserve() leaves the old entry in _schedule, from
