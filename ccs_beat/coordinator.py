@@ -36,6 +36,12 @@ logger = get_logger("ccs_beat")
 #: the per-entry option ccs_beat reads (and removes before sending)
 OPTION = "singleton"
 
+#: a next run further away than this is no next run: django-celery-beat's
+#: clocked schedule says 100,000,000 s (three years) once its time has passed
+NO_NEXT_RUN = 366 * 86400.0
+#: how long the ledger counts an emission nobody saw, of an entry with no next run
+LAST_RUN_HORIZON = 300.0
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -293,6 +299,10 @@ class Coordinator:
             if expires is not None:
                 options["expires"] = expires
                 expires_at = now + expires
+            elif self._runs_no_more(entry):
+                # nothing to expire before; the ledger still must not count an
+                # unseen emission for years (the row may be armed again)
+                expires_at = now + LAST_RUN_HORIZON
             headers = dict(options.get("headers") or {})
             headers[STAMP_HEADER] = make_stamp(verdict.key, entry=entry.name, sent_at=now)
             options["headers"] = headers
@@ -340,7 +350,18 @@ class Coordinator:
             logger.warning("ccs_beat: %s is due again already; sending it without an "
                            "expiry", describe_entry(entry.name))
             return None
+        if next_in > NO_NEXT_RUN:
+            logger.info("ccs_beat: %s has no next run (a one-off); sending it without an "
+                        "expiry", describe_entry(entry.name))
+            return None
         return max(next_in - min(1.0, next_in * 0.1), 0.05)
+
+    def _runs_no_more(self, entry: Any) -> bool:
+        """True when the entry's schedule has no next run (a clocked one-off)."""
+        try:
+            return float(entry.schedule.is_due(entry.default_now())[1]) > NO_NEXT_RUN
+        except Exception:  # noqa: BLE001 - exotic schedule: cannot tell
+            return False
 
     def write_ahead(self, entry: Any, sending: Any, verdict: Verdict,
                     expires_at: float | None) -> dict[str, Any] | None:

@@ -231,3 +231,38 @@ def test_a_ledger_or_journal_row_that_is_not_utf8_is_set_aside_and_beat_starts(
         assert "healthy" in beat.schedule and beat.ccs is not None
     finally:
         beat.close()
+
+
+def test_run_selected_tasks_sends_one_of_two_rows_with_one_identity(
+        app: Celery, make_task: Callable[..., PeriodicTask]) -> None:
+    # the cluster read cannot see what this very action sent a moment ago
+    from ccs_beat.contrib.django.manual import run_now
+    rows = [make_task(name, task="tests.sleep", args=f"[{n}]")
+            for n, name in enumerate(["report a", "report b"])]
+    for row in rows:
+        SingletonSettings.objects.create(periodic_task=row, key="name")
+    app.conf.ccs_beat_inspect_timeout = 0.2
+
+    runs = run_now(app, PeriodicTask.objects.filter(pk__in=[r.pk for r in rows])
+                   .select_related("singleton").order_by("name"))
+
+    assert [bool(r.task_id) for r in runs] == [True, False]
+    assert runs[1].skipped is not None and runs[0].task_id in runs[1].skipped
+
+
+def test_the_last_decision_names_the_zone_its_time_is_in(settings: Any) -> None:
+    from django.utils import timezone
+
+    from ccs_beat.contrib.django.admin import SingletonPeriodicTaskAdmin
+    from ccs_beat.contrib.django.models import SingletonDecision
+    settings.USE_TZ, settings.TIME_ZONE = False, "Asia/Tokyo"
+    from django_celery_beat.models import IntervalSchedule
+    every = IntervalSchedule.objects.create(every=10, period="seconds")
+    task = PeriodicTask.objects.create(name="tz", task="tests.sleep", interval=every)
+    SingletonDecision.objects.create(periodic_task=task, decision="emitted",
+                                     decided_at=timezone.now(), reason="r")
+
+    from django.contrib.admin import site
+    text = str(SingletonPeriodicTaskAdmin(PeriodicTask, site).singleton_last_decision(task))
+
+    assert "Asia/Tokyo" in text and "UTC" not in text

@@ -6,6 +6,7 @@ everything that talks to a broker is covered by tests/integration.
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -283,3 +284,25 @@ def test_a_stamp_that_came_with_the_entrys_headers_is_never_sent(app, singleton)
     headers = sending.options["headers"]
     assert headers["mine"] == 1 and headers.get("ccs_beat") != forged
     assert ("ccs_beat" in headers) is singleton
+
+
+class NeverAgain(schedule):
+    """A schedule with no next run (django-celery-beat's clocked schedule, once
+    its time has passed, says 100,000,000 s)."""
+
+    def is_due(self, last_run_at):
+        return schedstate(True, 100_000_000)
+
+
+def test_an_entry_with_no_next_run_is_sent_without_expiry_and_counted_minutes_not_years(app):
+    # a one-off armed again later must not be blocked for years by an
+    # emission that ran between two reads
+    entry = ScheduleEntry(name="once", task="blobs.gc", schedule=NeverAgain(60.0),
+                          args=(1,), app=app)
+    ccs = coordinator(app)
+    ccs.judge(entry)
+
+    sending, _, counted_until = ccs.prepare(entry)
+
+    assert "expires" not in sending.options
+    assert counted_until is not None and counted_until <= time.time() + 300

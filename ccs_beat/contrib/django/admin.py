@@ -161,6 +161,15 @@ class SingletonPeriodicTaskForm(PeriodicTaskForm):
         return cleaned
 
 
+def _zone_of(moment: Any) -> str:
+    """The zone a stored time is in: UTC when aware (USE_TZ), else Django's
+    TIME_ZONE, in which ``timezone.now()`` wrote it."""
+    from django.conf import settings as django_settings
+    if getattr(moment, "tzinfo", None) is not None:
+        return moment.tzname() or "UTC"
+    return str(getattr(django_settings, "TIME_ZONE", None) or "local time")
+
+
 def _default_policy() -> Policy | None:
     """``ccs_beat_default_policy`` of the current Celery app (None if it is bad)."""
     settings = current_settings()
@@ -227,8 +236,9 @@ class SingletonPeriodicTaskAdmin(PeriodicTaskAdmin):
             if obj.pk else None
         if decision is None:
             return "beat has not decided on this task yet"
-        parts = [format_html("<b>{}</b> at {} UTC: {}", decision.decision,
-                             f"{decision.decided_at:%Y-%m-%d %H:%M:%S}", decision.reason)]
+        parts = [format_html("<b>{}</b> at {} {}: {}", decision.decision,
+                             f"{decision.decided_at:%Y-%m-%d %H:%M:%S}",
+                             _zone_of(decision.decided_at), decision.reason)]
         if decision.task_id:
             parts.append(format_html("sent as task {}", decision.task_id))
         if decision.blocker_id:

@@ -70,9 +70,15 @@ def run_now(app: Any, periodic_tasks: Iterable[Any],
             if own:
                 reader.close()
 
+    sent_keys: dict[str, str] = {}   # key -> the task id this action sent it as
     for model, policy, key, args, kwargs, headers in plans:
         headers["periodic_task_name"] = model.name
         headers.pop(STAMP_HEADER, None)   # only this check stamps a message
+        if key is not None and key in sent_keys:
+            # two selected rows of one identity: the read cannot see the first yet
+            runs.append(ManualRun(model.name, skipped="an identical task was just sent by "
+                                  f"this action (id {sent_keys[key]})"))
+            continue
         if policy is not None and snapshot is not None and key is not None:
             matches = [] if snapshot.failure else snapshot.index(policy.key).get(key, [])
             now = time.time()
@@ -91,4 +97,6 @@ def run_now(app: Any, periodic_tasks: Iterable[Any],
         else:
             result = app.send_task(model.task, args=args, kwargs=kwargs, **options)
         runs.append(ManualRun(model.name, task_id=result.id))
+        if key is not None and policy is not None:
+            sent_keys[key] = result.id
     return runs
