@@ -36,8 +36,9 @@ logger = get_logger("ccs_beat")
 #: the per-entry option ccs_beat reads (and removes before sending)
 OPTION = "singleton"
 
-#: a next run further away than this is no next run: django-celery-beat's
-#: clocked schedule says 100,000,000 s (three years) once its time has passed
+#: "due, and next in more than this" is no next run: django-celery-beat's
+#: clocked schedule says that (100,000,000 s) once its time has passed; a
+#: schedule that is merely far off (a crontab on 29 February) is not due
 NO_NEXT_RUN = 366 * 86400.0
 #: how long the ledger counts an emission nobody saw, of an entry with no next run
 LAST_RUN_HORIZON = 300.0
@@ -340,7 +341,7 @@ class Coordinator:
         if isinstance(own, (int, float)) and not isinstance(own, bool):
             return float(own)
         try:
-            _, next_in = entry.schedule.is_due(entry.default_now())
+            due, next_in = entry.schedule.is_due(entry.default_now())
             next_in = float(next_in)
         except Exception:  # noqa: BLE001 - exotic schedule: no default expiry
             logger.warning("ccs_beat: cannot tell when %s runs next; sending it without "
@@ -350,7 +351,7 @@ class Coordinator:
             logger.warning("ccs_beat: %s is due again already; sending it without an "
                            "expiry", describe_entry(entry.name))
             return None
-        if next_in > NO_NEXT_RUN:
+        if due and next_in > NO_NEXT_RUN:
             logger.info("ccs_beat: %s has no next run (a one-off); sending it without an "
                         "expiry", describe_entry(entry.name))
             return None
@@ -359,7 +360,8 @@ class Coordinator:
     def _runs_no_more(self, entry: Any) -> bool:
         """True when the entry's schedule has no next run (a clocked one-off)."""
         try:
-            return float(entry.schedule.is_due(entry.default_now())[1]) > NO_NEXT_RUN
+            due, next_in = entry.schedule.is_due(entry.default_now())
+            return bool(due) and float(next_in) > NO_NEXT_RUN
         except Exception:  # noqa: BLE001 - exotic schedule: cannot tell
             return False
 

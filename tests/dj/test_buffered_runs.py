@@ -128,3 +128,18 @@ def test_the_ledger_keeps_what_a_crontab_task_beat_has_not_loaded_sent(app):
         assert beat.ccs.ledger.pending == {"nightly-gc"}
     finally:
         beat.close()
+
+
+def test_a_remembered_run_of_a_one_off_beat_has_not_loaded_counts_as_its_run(app, published):
+    # sent while django-celery-beat has not loaded the row: the run must reach
+    # the database, or the one-off runs again when its hour comes
+    gc = crontab_task_far_from_now("nightly-gc")
+    PeriodicTask.objects.filter(pk=gc.pk).update(one_off=True)
+    SingletonSettings.objects.create(periodic_task=gc, overlap="buffer_one")
+    remembered("nightly-gc", blocked_for=1.0)
+
+    run(app, 3.0)
+
+    assert published == ["nightly-gc"]
+    gc.refresh_from_db()
+    assert gc.total_run_count == 1 and gc.last_run_at is not None

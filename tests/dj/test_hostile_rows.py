@@ -266,3 +266,20 @@ def test_the_last_decision_names_the_zone_its_time_is_in(settings: Any) -> None:
     text = str(SingletonPeriodicTaskAdmin(PeriodicTask, site).singleton_last_decision(task))
 
     assert "Asia/Tokyo" in text and "UTC" not in text
+
+
+def test_a_row_beat_cannot_send_is_left_out_whatever_its_singleton_setting(
+        app: Celery, make_task: Callable[..., PeriodicTask]) -> None:
+    # args that are no list cannot be sent at all: beat, ccs check and the
+    # admin agree on it, singleton or not
+    odd = make_task("object args", args='{"a": 1}')
+    SingletonSettings.objects.create(periodic_task=odd, enabled=False)
+    make_task("healthy", args="[1]")
+    app.conf.beat_scheduler = SCHEDULER
+
+    beat = SingletonDatabaseScheduler(app=app, max_interval=1)
+    try:
+        assert "healthy" in beat.schedule and "object args" not in beat.schedule
+    finally:
+        beat.close()
+    assert any("'object args'" in problem for problem in check_app(app).problems)

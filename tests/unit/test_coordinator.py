@@ -306,3 +306,22 @@ def test_an_entry_with_no_next_run_is_sent_without_expiry_and_counted_minutes_no
 
     assert "expires" not in sending.options
     assert counted_until is not None and counted_until <= time.time() + 300
+
+
+class FarOff(schedule):
+    """Not due, next run in about four years (a crontab on 29 February)."""
+
+    def is_due(self, last_run_at):
+        return schedstate(False, 4 * 366 * 86400)
+
+
+def test_an_entry_whose_next_run_is_merely_far_off_keeps_its_expiry(app):
+    entry = ScheduleEntry(name="leap", task="blobs.gc", schedule=FarOff(60.0), args=(1,),
+                          app=app)
+    ccs = coordinator(app)
+    ccs.judge(entry)
+
+    sending, _, counted_until = ccs.prepare(entry)
+
+    assert sending.options["expires"] > 4 * 365 * 86400
+    assert counted_until > time.time() + 365 * 86400

@@ -283,6 +283,11 @@ class SingletonModelEntry(ModelEntry):
             if cached is not None:
                 self.options[OPTION] = cached
             return
+        problem = load_problem(model)
+        if problem:   # args that are no list, headers that are no object: not sendable
+            logger.error("ccs_beat: %s; leaving this task out of the schedule until it is "
+                         "fixed", problem)
+            raise ValueError(problem)
         try:
             option = row_option(model, entry_settings(self.app))
         except ConfigurationError as exc:
@@ -402,6 +407,13 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
         # which a rebuilt heap would make it due again at its old time
         if self._schedule is not None and entry.name in self._schedule:
             self._schedule[entry.name] = entry
+            return
+        # an entry django-celery-beat has not loaded (a crontab hours from due):
+        # its sync() saves only loaded ones, so save the run here -- a one-off
+        # is then switched off when it is loaded, not run again
+        self._dirty.discard(entry.name)
+        close_old_connections()
+        entry.save()
 
     def _ccs_task_names(self) -> set[str]:
         # self.schedule would ask the database whether anything changed
