@@ -143,3 +143,16 @@ def test_a_remembered_run_of_a_one_off_beat_has_not_loaded_counts_as_its_run(app
     assert published == ["nightly-gc"]
     gc.refresh_from_db()
     assert gc.total_run_count == 1 and gc.last_run_at is not None
+
+
+def test_a_remembered_run_of_an_expired_task_beat_has_not_loaded_is_dropped(app, published):
+    gc = crontab_task_far_from_now("nightly-gc")
+    PeriodicTask.objects.filter(pk=gc.pk).update(
+        expires=timezone.now() - datetime.timedelta(hours=1))
+    SingletonSettings.objects.create(periodic_task=gc, overlap="buffer_one")
+    remembered("nightly-gc", blocked_for=1.0)
+
+    beat = run(app, 3.0)
+
+    assert published == []
+    assert not beat.ccs.ledger.pending

@@ -283,3 +283,34 @@ def test_a_row_beat_cannot_send_is_left_out_whatever_its_singleton_setting(
     finally:
         beat.close()
     assert any("'object args'" in problem for problem in check_app(app).problems)
+
+
+@pytest.mark.parametrize(("args", "kwargs"), [("null", "{}"), ("[]", "null"), ("{}", "{}"),
+                                              ("[]", "[]")])
+def test_empty_arguments_written_as_null_or_the_other_container_are_sent_as_empty(
+        app: Celery, make_task: Callable[..., PeriodicTask], args: str, kwargs: str) -> None:
+    # as Celery sends them: json.dumps(None) from a script means "no arguments"
+    make_task("empty", args=args, kwargs=kwargs)
+
+    beat = SingletonDatabaseScheduler(app=app, max_interval=1)
+    try:
+        assert "empty" in beat.schedule
+    finally:
+        beat.close()
+
+
+def test_run_selected_tasks_holds_back_a_row_identical_under_its_own_key_to_one_just_sent(
+        app: Celery, make_task: Callable[..., PeriodicTask]) -> None:
+    # the first row keys by its arguments, the second by the task name alone:
+    # under the second's identity the first one just sent is identical
+    from ccs_beat.contrib.django.manual import run_now
+    first = make_task("a by args", task="tests.sleep", args="[1]")
+    second = make_task("b by name", task="tests.sleep", args="[2]")
+    SingletonSettings.objects.create(periodic_task=first)
+    SingletonSettings.objects.create(periodic_task=second, key="name")
+    app.conf.ccs_beat_inspect_timeout = 0.2
+
+    runs = run_now(app, PeriodicTask.objects.filter(pk__in=[first.pk, second.pk])
+                   .select_related("singleton").order_by("name"))
+
+    assert [bool(r.task_id) for r in runs] == [True, False]

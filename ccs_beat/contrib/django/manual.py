@@ -70,14 +70,14 @@ def run_now(app: Any, periodic_tasks: Iterable[Any],
             if own:
                 reader.close()
 
-    sent_keys: dict[str, str] = {}   # key -> the task id this action sent it as
+    sent: list[tuple[str, list, dict, str]] = []   # what this action sent (the read cannot see it)
     for model, policy, key, args, kwargs, headers in plans:
         headers["periodic_task_name"] = model.name
         headers.pop(STAMP_HEADER, None)   # only this check stamps a message
-        if key is not None and key in sent_keys:
-            # two selected rows of one identity: the read cannot see the first yet
+        twin = _just_sent(sent, policy, key)
+        if twin is not None:
             runs.append(ManualRun(model.name, skipped="an identical task was just sent by "
-                                  f"this action (id {sent_keys[key]})"))
+                                  f"this action (id {twin})"))
             continue
         if policy is not None and snapshot is not None and key is not None:
             matches = [] if snapshot.failure else snapshot.index(policy.key).get(key, [])
@@ -97,6 +97,20 @@ def run_now(app: Any, periodic_tasks: Iterable[Any],
         else:
             result = app.send_task(model.task, args=args, kwargs=kwargs, **options)
         runs.append(ManualRun(model.name, task_id=result.id))
-        if key is not None and policy is not None:
-            sent_keys[key] = result.id
+        sent.append((model.task, args, kwargs, result.id))
     return runs
+
+
+def _just_sent(sent: list[tuple[str, list, dict, str]], policy: Policy | None,
+               key: str | None) -> str | None:
+    """The id of a task this action sent that is identical under ``policy``
+    (keyed with this row's spec: rows of one task can have different ones)."""
+    if policy is None or key is None:
+        return None
+    for task, args, kwargs, task_id in sent:
+        try:
+            if task_key(task, args, kwargs, policy.key) == key:
+                return task_id
+        except UnkeyableError:
+            continue
+    return None

@@ -132,7 +132,9 @@ def row_arguments(model: PeriodicTask) -> tuple[list[Any], dict[str, Any]]:
     """The row's args and kwargs as a list and a dict, or ConfigurationError
     naming the task (beat needs a list and a dict to send it at all)."""
     try:
-        args, kwargs = loads(model.args or "[]"), loads(model.kwargs or "{}")
+        # empty values (null, [] for kwargs, {} for args) are sent as empty, as
+        # Celery does: a script writing json.dumps(None) means "no arguments"
+        args, kwargs = loads(model.args or "[]") or [], loads(model.kwargs or "{}") or {}
     except DECODE_ERRORS as exc:
         raise ConfigurationError(f"periodic task {model.name!r}: args or kwargs are not "
                                  f"usable JSON ({str(exc)[:120]})") from exc
@@ -395,8 +397,8 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
             return entry
         model = PeriodicTask.objects.filter(name=name, enabled=True) \
             .select_related("singleton").first()
-        if model is None:
-            return None
+        if model is None or (model.expires is not None and model.expires <= timezone.now()):
+            return None   # gone, off, or expired (a loaded entry would switch itself off)
         try:
             return self.Entry(model, app=self.app)
         except ValueError:   # logged, naming the row
@@ -412,8 +414,12 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
         # its sync() saves only loaded ones, so save the run here -- a one-off
         # is then switched off when it is loaded, not run again
         self._dirty.discard(entry.name)
-        close_old_connections()
-        entry.save()
+        try:
+            close_old_connections()
+            entry.save()
+        except Exception as exc:  # noqa: BLE001 - the run is sent anyway; say what is lost
+            logger.warning("ccs_beat: could not record the buffered run of %r in its row "
+                           "(%r); its run count there stays as it was", entry.name, exc)
 
     def _ccs_task_names(self) -> set[str]:
         # self.schedule would ask the database whether anything changed
