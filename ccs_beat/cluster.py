@@ -70,6 +70,24 @@ class SeenTask:
 
 
 @dataclass(frozen=True)
+class DroppedTask:
+    """A task in a reply that could not be used (a non-Python producer's
+    ``args=5``, a ``time_start`` that is not a clock): left out of the view,
+    and the read counts as incomplete for tasks of its name."""
+
+    worker: str
+    state: str
+    task_id: str | None
+    name: str | None
+    why: str
+
+    def describe(self) -> str:
+        what = (f"task {self.task_id} ({self.name})" if self.task_id
+                else f"{self.state} item")
+        return f"unusable {what} in {self.worker}'s reply: {self.why}"
+
+
+@dataclass(frozen=True)
 class WorkerView:
     hostname: str
     tasks: tuple[SeenTask, ...]
@@ -77,6 +95,7 @@ class WorkerView:
     peers: frozenset[str] | None
     legacy: bool = False
     pool: str | None = None
+    dropped: tuple[DroppedTask, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,8 +141,10 @@ class Snapshot:
         return (self.failure is not None or worker in self.missing
                 or worker in self.garbled)
 
-    def incomplete_reason(self) -> str | None:
-        """Why this snapshot cannot be trusted to show every task, or None."""
+    def incomplete_reason(self, name: str | None = None) -> str | None:
+        """Why this snapshot cannot be trusted to show every task (of task
+        ``name``, when given), or None. An unusable task in a reply counts
+        only for its own name (or for every name, when it gave none)."""
         if self.failure is not None:
             return f"broker error: {self.failure}"
         reasons = []
@@ -133,7 +154,14 @@ class Snapshot:
             reasons.append("no reply from " + ", ".join(sorted(self.missing)))
         for worker, why in sorted(self.garbled.items()):
             reasons.append(f"unusable reply from {worker}: {why}")
+        reasons.extend(item.describe() for item in self.dropped
+                       if name is None or item.name in (None, name))
         return "; ".join(reasons) or None
+
+    @property
+    def dropped(self) -> Iterable[DroppedTask]:
+        for view in self.workers.values():
+            yield from view.dropped
 
     def index(self, spec: KeySpec) -> dict[str, list[SeenTask]]:
         """Tasks grouped by their key under ``spec`` (computed once per spec)."""
@@ -219,29 +247,51 @@ class GarbledReply(ValueError):
     """A worker's reply does not have the shape we need."""
 
 
+class _Unusable(ValueError):
+    """One task in a reply cannot be used; the rest of the reply can."""
+
+    def __init__(self, why: str, task_id: str | None = None, name: str | None = None):
+        super().__init__(why)
+        self.task_id, self.name = task_id, name
+
+
 def _task_from(item: Any, state: str, worker: str, now: float | None) -> SeenTask:
     if state == "scheduled" and isinstance(item, Mapping) and "request" in item:
         item = item["request"]
     if not isinstance(item, Mapping):
-        raise GarbledReply(f"{state} item is a {type(item).__name__}, not a dict")
+        raise _Unusable(f"the item is a {type(item).__name__}, not a dict")
     task_id, name = item.get("id"), item.get("name")
     if not isinstance(task_id, str) or not isinstance(name, str):
-        raise GarbledReply(f"{state} item without a string id and name: {dict(item)!r:.120}")
+        raise _Unusable(f"no string id and name: {dict(item)!r:.120}")
     time_start = item.get("time_start")
     if time_start is not None and (isinstance(time_start, bool)
                                    or not isinstance(time_start, (int, float))
                                    or not _finite(time_start)):
-        raise GarbledReply(f"{state} item {task_id} has time_start {time_start!r}")
+        raise _Unusable(f"time_start {time_start!r:.40}", task_id, name)
     args, kwargs = item.get("args"), item.get("kwargs")
     if args is not None and not isinstance(args, (list, tuple)):
-        raise GarbledReply(f"{state} item {task_id} ({name}) has args {args!r:.80}, not a list")
+        raise _Unusable(f"args {args!r:.80}, not a list", task_id, name)
     if kwargs is not None and not isinstance(kwargs, Mapping):
-        raise GarbledReply(f"{state} item {task_id} ({name}) has kwargs {kwargs!r:.80}, "
-                           "not a dict")
+        raise _Unusable(f"kwargs {kwargs!r:.80}, not a dict", task_id, name)
     stamp = item.get("stamp")
     return SeenTask(id=task_id, name=name, args=args, kwargs=kwargs,
                     state=state, worker=worker, time_start=time_start, worker_now=now,
                     stamp=stamp if isinstance(stamp, Mapping) else None)
+
+
+def _tasks_from(items: list[Any], state: str, worker: str, now: float | None,
+                dropped: list[DroppedTask]) -> list[SeenTask]:
+    """The usable tasks of one state's list; the others go to ``dropped``,
+    each with one WARNING naming the worker and the task."""
+    tasks = []
+    for item in items:
+        try:
+            tasks.append(_task_from(item, state, worker, now))
+        except _Unusable as exc:
+            bad = DroppedTask(worker, state, exc.task_id, exc.name, str(exc))
+            logger.warning("ccs_beat: %s", bad.describe())
+            dropped.append(bad)
+    return tasks
 
 
 def parse_reply(worker: str, body: Any) -> WorkerView:
@@ -253,19 +303,21 @@ def parse_reply(worker: str, body: Any) -> WorkerView:
     now = body.get("now")
     if isinstance(now, bool) or not isinstance(now, (int, float)) or not _finite(now):
         raise GarbledReply(f"reply has no numeric 'now' (got {now!r:.80})")
-    tasks = []
+    tasks: list[SeenTask] = []
+    dropped: list[DroppedTask] = []
     for state in STATES:
         items = body.get(state)
         if not isinstance(items, list):
             raise GarbledReply(f"'{state}' is {type(items).__name__}, not a list")
-        tasks.extend(_task_from(item, state, worker, float(now)) for item in items)
+        tasks.extend(_tasks_from(items, state, worker, float(now), dropped))
     peers = body.get("peers")
     if peers is not None and not (isinstance(peers, list) and all(
             isinstance(p, str) and usable_hostname(p) for p in peers)):
         raise GarbledReply(f"'peers' is {peers!r:.80}, not a list of host names")
     return WorkerView(hostname=worker, tasks=tuple(tasks), now=float(now),
                       peers=None if peers is None else frozenset(peers),
-                      pool=body.get("pool") if isinstance(body.get("pool"), str) else None)
+                      pool=body.get("pool") if isinstance(body.get("pool"), str) else None,
+                      dropped=tuple(dropped))
 
 
 def _finite(value: float) -> bool:
@@ -291,13 +343,15 @@ def is_unknown_command_error(body: Any) -> bool:
 
 def parse_legacy(worker: str, replies: Mapping[str, Any]) -> WorkerView:
     """Build a view from the three stock inspect replies of one worker."""
-    tasks = []
+    tasks: list[SeenTask] = []
+    dropped: list[DroppedTask] = []
     for state in STATES:
         items = replies.get(state)
         if not isinstance(items, list):
             raise GarbledReply(f"stock '{state}' reply is {items!r:.80}, not a list")
-        tasks.extend(_task_from(item, state, worker, None) for item in items)
-    return WorkerView(hostname=worker, tasks=tuple(tasks), now=None, peers=None, legacy=True)
+        tasks.extend(_tasks_from(items, state, worker, None, dropped))
+    return WorkerView(hostname=worker, tasks=tuple(tasks), now=None, peers=None, legacy=True,
+                      dropped=tuple(dropped))
 
 
 # -- the broker side --------------------------------------------------------

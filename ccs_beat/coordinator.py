@@ -248,7 +248,7 @@ class Coordinator:
             outstanding = self.ledger.outstanding(entry.name, snap, now, self._result_ready())
             matches = [] if snap.failure else snap.index(policy.key).get(key, [])
             decision = decide(policy, matches=matches, outstanding=outstanding,
-                              incomplete=snap.incomplete_reason(), now=now)
+                              incomplete=snap.incomplete_reason(entry.task), now=now)
         except Exception as exc:   # beat must go on; on_unknown decides
             logger.exception("ccs_beat: error while deciding %s; on_unknown=%s decides",
                              describe_entry(entry.name), policy.on_unknown)

@@ -57,6 +57,7 @@ class Report:
     answered: list[str] = field(default_factory=list)
     silent: list[str] = field(default_factory=list)
     garbled: dict[str, str] = field(default_factory=dict)
+    dropped: list[str] = field(default_factory=list)
     failure: str | None = None
     elapsed_ms: float = 0.0
     timeout: float = 0.0
@@ -70,7 +71,7 @@ class Report:
             return "failed"
         if not self.answered:
             return "no_worker"
-        return "partial" if self.silent or self.garbled else "complete"
+        return "partial" if self.silent or self.garbled or self.dropped else "complete"
 
     @property
     def exit_code(self) -> int:
@@ -155,6 +156,7 @@ def build_report(snapshot: Snapshot, policies: Mapping[str, tuple[str, Policy]],
         ledger_source=ledger_source, ledger_error=ledger_error,
         ledger=ledger_rows(ledger, now) if ledger is not None else [],
         answered=answered, silent=silent, garbled=dict(snapshot.garbled),
+        dropped=[item.describe() for item in snapshot.dropped],
         failure=snapshot.failure, elapsed_ms=snapshot.elapsed * 1000,
         timeout=snapshot.timeout)
 
@@ -221,6 +223,7 @@ def render(report: Report) -> str:
         lines.append("  no reply from: " + ", ".join(report.silent))
     for worker, why in sorted(report.garbled.items()):
         lines.append(f"  unusable reply from {worker}: {why}")
+    lines.extend(f"  {text}" for text in report.dropped)
     # ids, names and reasons come from replies and stored text: one line each
     return "\n".join(printable(line) for line in lines)
 

@@ -141,7 +141,7 @@ class SingletonTask(Task):
         snapshot = _reader(self.app, settings).read([self.name], legacy=False)
         me, peers = _peers(snapshot, key, self.name, request, stamp, spec)
         on_unknown = policy.on_unknown if policy is not None else "emit"
-        verdict = decide(me, peers, timing, incomplete=snapshot.incomplete_reason(),
+        verdict = decide(me, peers, timing, incomplete=snapshot.incomplete_reason(self.name),
                          on_unknown=on_unknown)
         took = time.monotonic() - started
         level = logging.WARNING if verdict.unknown else logging.INFO

@@ -269,16 +269,6 @@ BAD_INPUTS = [
                  id="reply-now-as-string"),
     pytest.param(worker_says(reply(active={"a": {"id": "a", "name": "gc"}})), GarbledReply,
                  ["'active'", "dict", "not a list"], id="reply-tasks-as-dict"),
-    pytest.param(worker_says(reply(reserved=[{"name": "gc", "args": [1]}])), GarbledReply,
-                 ["reserved item", "string id", "'gc'"], id="reply-task-without-id"),
-    pytest.param(worker_says(reply(active=[{"id": 17, "name": "gc"}])), GarbledReply,
-                 ["active item", "string id", "17"], id="reply-task-with-int-id"),
-    pytest.param(worker_says(reply(scheduled=[{"eta": None, "request": "gc"}])), GarbledReply,
-                 ["scheduled item", "str", "not a dict"],
-                 id="reply-scheduled-request-not-a-dict"),
-    pytest.param(worker_says(reply(active=[{"id": "a", "name": "gc", "time_start": True}])),
-                 GarbledReply, ["active item a", "time_start True"],
-                 id="reply-bool-time-start"),
     pytest.param(worker_says(reply(peers={"w2@host": True})), GarbledReply,
                  ["'peers'", "not a list"], id="reply-peers-as-dict"),
 ]
@@ -528,15 +518,37 @@ def test_inputs_that_once_escaped_as_raw_errors_now_name_the_culprit(call, error
         assert needle in str(info.value), (needle, str(info.value))
 
 
-@pytest.mark.parametrize("field", ["now", "time_start"])
 @pytest.mark.parametrize("value", [10**400, float("nan"), float("inf")])
-def test_a_reply_with_a_number_no_clock_can_hold_is_garbled(field, value):
+def test_a_reply_whose_clock_no_float_can_hold_is_garbled(value):
     from ccs_beat.cluster import GarbledReply, parse_reply
-    body = {"ccs": 1, "now": 100.0, "active": [], "reserved": [], "scheduled": []}
-    if field == "now":
-        body["now"] = value
-    else:
-        body["active"] = [{"id": "a", "name": "t", "args": [], "kwargs": {},
-                           "time_start": value}]
+    body = {"ccs": 1, "now": value, "active": [], "reserved": [], "scheduled": []}
     with pytest.raises(GarbledReply):
         parse_reply("w1@h", body)
+
+
+@pytest.mark.parametrize("value", [10**400, float("nan"), float("inf")])
+def test_a_task_whose_time_start_no_float_can_hold_is_dropped(value):
+    from ccs_beat.cluster import parse_reply
+    body = {"ccs": 1, "now": 100.0, "reserved": [], "scheduled": [],
+            "active": [{"id": "a", "name": "t", "args": [], "kwargs": {}, "time_start": value}]}
+    view = parse_reply("w1@h", body)
+    assert view.tasks == () and [d.task_id for d in view.dropped] == ["a"]
+
+
+@pytest.mark.parametrize(("body", "needles"), [
+    pytest.param(reply(reserved=[{"name": "gc", "args": [1]}]),
+                 ["reserved item", "string id", "'gc'"], id="reply-task-without-id"),
+    pytest.param(reply(active=[{"id": 17, "name": "gc"}]),
+                 ["active item", "string id", "17"], id="reply-task-with-int-id"),
+    pytest.param(reply(scheduled=[{"eta": None, "request": "gc"}]),
+                 ["scheduled item", "str", "not a dict"], id="reply-scheduled-request-not-a-dict"),
+    pytest.param(reply(active=[{"id": "a", "name": "gc", "time_start": True}]),
+                 ["a (gc)", "time_start True"], id="reply-bool-time-start"),
+])
+def test_a_malformed_task_in_a_reply_is_dropped_naming_the_culprit(body, needles):
+    from ccs_beat.cluster import parse_reply
+    view = parse_reply("w1@h", body)
+    assert len(view.dropped) == 1
+    message = view.dropped[0].describe()
+    missing = [s for s in needles if s not in message]
+    assert not missing, f"{missing} not in {message!r}"

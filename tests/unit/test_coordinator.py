@@ -325,3 +325,25 @@ def test_an_entry_whose_next_run_is_merely_far_off_keeps_its_expiry(app):
 
     assert sending.options["expires"] > 4 * 365 * 86400
     assert counted_until > time.time() + 365 * 86400
+
+
+def test_a_malformed_task_in_a_reply_leaves_the_other_entries_decided_normally(app):
+    # a non-Python producer's blobs.report with args=5 sits beside a running
+    # blobs.gc on the same worker: gc is still blocked by its identical task,
+    # and only report's decision is left to on_unknown
+    from ccs_beat.cluster import parse_reply
+    body = {"ccs": 1, "now": 1000.0, "peers": None, "reserved": [], "scheduled": [],
+            "active": [{"id": "odd", "name": "blobs.report", "args": 5, "kwargs": {}},
+                       {"id": "running", "name": "blobs.gc", "args": [1], "kwargs": {},
+                        "time_start": 990.0}]}
+    ccs = coordinator(app, Snapshot(taken_at=0, workers={"w1": parse_reply("w1", body)}))
+    gc = make_entry(app, options={"singleton": True})
+    report = ScheduleEntry(name="report", task="blobs.report", schedule=schedule(60.0),
+                           args=(), options={"singleton": {"on_unknown": "skip"}}, app=app)
+
+    gc_verdict, report_verdict = ccs.judge(gc), ccs.judge(report)
+
+    assert not gc_verdict.emit and gc_verdict.decision.blocker.task_id == "running"
+    assert not gc_verdict.decision.unknown
+    assert not report_verdict.emit and report_verdict.decision.unknown
+    assert "odd (blobs.report)" in report_verdict.decision.reason

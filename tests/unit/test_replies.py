@@ -47,9 +47,6 @@ def test_reply_gives_every_task_with_its_state_and_age_on_the_workers_clock():
     (reply(now=None), "'now'"),
     (reply(now=True), "'now'"),
     (reply(active="nope"), "'active'"),
-    (reply(active=[{"name": "gc"}]), "without a string id"),
-    (reply(active=["x"]), "not a dict"),
-    (reply(active=[{"id": "a", "name": "gc", "time_start": "yesterday"}]), "time_start"),
     (reply(peers="w2"), "'peers'"),
     (reply(peers=[1, 2]), "'peers'"),
 ])
@@ -173,16 +170,40 @@ def test_complete_snapshot_has_no_incomplete_reason():
     assert Snapshot(taken_at=0, workers={"w1": view("w1")}).incomplete_reason() is None
 
 
-@pytest.mark.parametrize(("field", "value"), [("args", 5), ("args", "1, 2"),
-                                              ("kwargs", [["x", 1], 5]), ("kwargs", "x=1")])
-def test_a_task_whose_arguments_are_not_a_list_and_a_dict_makes_the_reply_unusable(
-        field, value):
-    # a non-Python producer: the task names itself, so the reply is named and skipped
-    item = {"id": "t-1", "name": "jobs.gc", "args": [], "kwargs": {}, field: value}
-    body = {"ccs": 1, "now": 1000.0, "peers": [], "active": [item], "reserved": [],
-            "scheduled": []}
-    with pytest.raises(GarbledReply, match=rf"t-1 \(jobs.gc\) has {field}"):
-        parse_reply("w1@h", body)
+@pytest.mark.parametrize(("item", "why"), [
+    ({"id": "t-1", "name": "jobs.gc", "args": 5, "kwargs": {}}, "args 5, not a list"),
+    ({"id": "t-1", "name": "jobs.gc", "args": [], "kwargs": [["x", 1], 5]}, "not a dict"),
+    ({"id": "t-1", "name": "jobs.gc", "time_start": "yesterday"}, "time_start 'yesterday'"),
+    ({"id": "t-1", "name": "jobs.gc", "time_start": float("nan")}, "time_start nan"),
+], ids=["args-not-a-list", "kwargs-not-a-dict", "time-start-text", "time-start-nan"])
+def test_a_malformed_task_is_dropped_and_the_rest_of_its_reply_is_used(caplog, item, why):
+    # a non-Python producer's request: only that task is left out, named once
+    body = reply(active=[item, {"id": "ok", "name": "jobs.other", "args": [], "kwargs": {},
+                                "time_start": 990.0}])
+    with caplog.at_level("WARNING", logger="ccs_beat.cluster"):
+        view = parse_reply("w1@h", body)
+
+    assert [t.id for t in view.tasks if t.state == "active"] == ["ok"]
+    assert [(d.task_id, d.name) for d in view.dropped] == [("t-1", "jobs.gc")]
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "t-1 (jobs.gc)" in warnings[0] and "w1@h" in warnings[0]
+    assert why in warnings[0]
+
+
+def test_a_dropped_task_makes_the_read_incomplete_for_its_name_only():
+    body = reply(active=[{"id": "t-1", "name": "jobs.gc", "args": 5, "kwargs": {}},
+                         {"id": "ok", "name": "jobs.other", "args": [], "kwargs": {}}])
+    snap = Snapshot(taken_at=0.0, workers={"w1@h": parse_reply("w1@h", body)})
+
+    assert "t-1 (jobs.gc)" in snap.incomplete_reason("jobs.gc")
+    assert snap.incomplete_reason("jobs.other") is None
+    assert snap.index(KeySpec("args"))   # the usable tasks are indexed, nothing raises
+
+
+def test_an_item_that_names_no_task_makes_the_read_incomplete_for_every_name():
+    snap = Snapshot(taken_at=0.0, workers={"w1@h": parse_reply("w1@h", reply(active=["x"]))})
+
+    assert "unusable active item" in snap.incomplete_reason("jobs.other")
 
 
 def test_an_age_no_float_can_hold_is_unknown_not_infinite():

@@ -184,3 +184,18 @@ def test_status_of_a_plain_scheduler_opens_no_schedule_file_it_was_not_given(
 
     assert found is None and "not a ccs_beat scheduler" in error
     assert not probe.exists()
+
+
+def test_a_malformed_task_in_a_reply_is_named_and_makes_the_answer_partial():
+    from ccs_beat.cluster import parse_reply
+    body = {"ccs": 1, "now": NOW, "peers": None, "reserved": [], "scheduled": [],
+            "active": [{"id": "odd", "name": "jobs.gc", "args": 5, "kwargs": {}},
+                       {"id": "fine", "name": "jobs.gc", "args": [], "kwargs": {},
+                        "time_start": NOW - 5}]}
+    report = build_report(snapshot(parse_reply("w1@h", body)), {}, {"jobs.gc": Policy()},
+                          None, None, None, now=NOW)
+
+    assert report.outcome == "partial"
+    assert [row.id for row in report.rows] == ["fine"]
+    assert "  unusable task odd (jobs.gc) in w1@h's reply: args 5, not a list" in \
+        render(report).splitlines()

@@ -83,7 +83,7 @@ def run_now(app: Any, periodic_tasks: Iterable[Any],
             matches = [] if snapshot.failure else snapshot.index(policy.key).get(key, [])
             now = time.time()
             decision = decide(policy, matches=matches, outstanding=[],
-                              incomplete=snapshot.incomplete_reason(), now=now)
+                              incomplete=snapshot.incomplete_reason(model.task), now=now)
             if not decision.emit:
                 runs.append(ManualRun(model.name, skipped=decision.describe()))
                 continue
