@@ -45,6 +45,9 @@ PROTOCOL = 1
 
 STATES = ("active", "reserved", "scheduled")
 
+#: the least time left in a read's budget worth a retry, in seconds
+MIN_RETRY = 0.05
+
 
 @dataclass(frozen=True)
 class SeenTask:
@@ -394,11 +397,11 @@ class ClusterReader:
             with contextlib.suppress(Exception):  # closing a broken connection
                 conn.release()
 
-    def _connection(self) -> Any:
+    def _connection(self, budget: float) -> Any:
         if self._conn is None:
             conn = self.app.connection_for_read()
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0.2,
-                                   timeout=self.timeout)
+                                   timeout=budget)
             self._conn = conn
         return self._conn
 
@@ -411,28 +414,31 @@ class ClusterReader:
         The worker guard uses it to keep its decision within its timeout.
         """
         started_wall, started = time.time(), time.monotonic()
+        deadline = started + self.timeout
         self.reads += 1
         wanted = sorted(set(names)) if names is not None else None
         for attempt in (1, 2):
             try:
-                return self._read(wanted, started_wall, started, legacy)
+                return self._read(wanted, started_wall, started, deadline, legacy)
             except Exception as exc:  # noqa: BLE001 - any broker/transport error
                 self.close()
                 # one retry on a fresh connection: a transport glitch (kombu's
                 # filesystem transport can hand out a half-written reply file)
-                # should not decide an entry by on_unknown
-                if attempt == 1 and time.monotonic() - started < self.timeout:
-                    logger.info("ccs_beat: cluster read failed (%r); retrying once", exc)
-                    started_wall, started = time.time(), time.monotonic()
+                # should not decide an entry by on_unknown. It shares the
+                # read's budget: a guard decides within D + T whatever happens,
+                # or its peers would take it for committed while it skips
+                if attempt == 1 and deadline - time.monotonic() > MIN_RETRY:
+                    logger.info("ccs_beat: cluster read failed (%r); retrying once within "
+                                "the remaining %.2fs", exc, deadline - time.monotonic())
                     continue
                 logger.warning("ccs_beat: cluster read failed: %r", exc)
                 return Snapshot(taken_at=started_wall, elapsed=time.monotonic() - started,
                                 failure=repr(exc), timeout=self.timeout)
         raise AssertionError("unreachable")
 
-    def _read(self, names: list[str] | None, started_wall: float,
-              started: float, legacy_read: bool = True) -> Snapshot:
-        conn = self._connection()
+    def _read(self, names: list[str] | None, started_wall: float, started: float,
+              deadline: float, legacy_read: bool = True) -> Snapshot:
+        conn = self._connection(max(deadline - time.monotonic(), MIN_RETRY))
         mailbox = self.app.control.mailbox(conn)
         chan = conn.default_channel
         ticket = uuid()
@@ -469,7 +475,6 @@ class ClusterReader:
             return bool(expected) and not surprise and expected <= bodies.keys()
 
         queue = mailbox.reply_queue
-        deadline = started + self.timeout
         consumer = Consumer(chan, [queue], accept=mailbox.accept, no_ack=True,
                             callbacks=[on_message], on_decode_error=on_decode_error)
         with consumer:
