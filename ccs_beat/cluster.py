@@ -62,6 +62,7 @@ class SeenTask:
     time_start: float | None = None
     worker_now: float | None = None
     stamp: Mapping[str, Any] | None = None
+    worker_pid: int | None = None      # the pool process running it (active tasks)
 
     @property
     def age(self) -> float | None:
@@ -276,10 +277,12 @@ def _task_from(item: Any, state: str, worker: str, now: float | None) -> SeenTas
         raise _Unusable(f"args {args!r:.80}, not a list", task_id, name)
     if kwargs is not None and not isinstance(kwargs, Mapping):
         raise _Unusable(f"kwargs {kwargs!r:.80}, not a dict", task_id, name)
-    stamp = item.get("stamp")
+    stamp, pid = item.get("stamp"), item.get("worker_pid")
     return SeenTask(id=task_id, name=name, args=args, kwargs=kwargs,
                     state=state, worker=worker, time_start=time_start, worker_now=now,
-                    stamp=stamp if isinstance(stamp, Mapping) else None)
+                    stamp=stamp if isinstance(stamp, Mapping) else None,
+                    worker_pid=pid if isinstance(pid, int) and not isinstance(pid, bool)
+                    else None)
 
 
 def _tasks_from(items: list[Any], state: str, worker: str, now: float | None,

@@ -53,6 +53,7 @@ def _describe(request: Request) -> dict[str, Any]:
         "args": request.args,
         "kwargs": request.kwargs,
         "time_start": request.time_start,
+        "worker_pid": request.worker_pid,
         "stamp": stamp if isinstance(stamp, Mapping) else None,
     }
 

@@ -10,7 +10,9 @@ Why this cannot double-run or collectively suicide (docs/guard.md):
 * **Rank** orders duplicates the same way for every observer: the sender's
   ``sent_at`` stamp (or, without a stamp, the ``time_start`` the holding
   worker reports -- one number, seen identically by all), then the task id,
-  then the worker. Clock skew changes *who* wins, never *whether* one wins.
+  then the worker, then the ``time_start`` (two requests of one message on one
+  worker: the older first). Clock skew changes *who* wins, never *whether*
+  one wins.
 * **Phase** of a peer is its age ``now - time_start`` with both numbers from
   the *peer's* worker clock, so skew between hosts cancels out. A peer older
   than ``D + T + margin`` has finished deciding; if it is still active it
@@ -41,8 +43,10 @@ from typing import Any
 RUN = "run"
 SKIPPED = "skip"
 
-#: a rank: (sent_at or time_start, task id, worker host name)
-Rank = tuple[float, str, str]
+#: a rank: (sent_at or time_start, task id, worker host name, time_start). The
+#: last part tells apart two requests of one message on one worker (a
+#: redelivery beside the original): the older ranks first
+Rank = tuple[float, str, str, float]
 
 
 @dataclass(frozen=True)
@@ -116,10 +120,11 @@ def _clock(value: Any) -> bool:
 
 def rank_of(task_id: str, worker: str, stamp: Any, time_start: float | None) -> Rank:
     """The rank every observer computes for a task: stamp first, else time_start."""
+    started = float(time_start) if _clock(time_start) else float("inf")
     sent_at = stamp.get("sent_at") if isinstance(stamp, Mapping) else None
     if not _clock(sent_at):   # absent, or forged: NaN would make every comparison false
-        sent_at = time_start if _clock(time_start) else float("inf")
-    return (float(sent_at), task_id, worker)
+        sent_at = started
+    return (float(sent_at), task_id, worker, started)
 
 
 def decide(me: Rank, peers: Sequence[Peer], timing: GuardTiming, *,

@@ -23,6 +23,8 @@ duplicates are ranked the same way by every worker.
 from __future__ import annotations
 
 import logging
+import math
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -34,7 +36,7 @@ from celery.backends.base import DisabledBackend
 from celery.exceptions import Ignore
 
 from . import signals as ccs_signals
-from .cluster import ClusterReader, Snapshot
+from .cluster import ClusterReader, SeenTask, Snapshot
 from .control import STAMP_HEADER, make_stamp
 from .errors import ConfigurationError, UnkeyableError
 from .guard import GuardVerdict, Peer, Rank, decide, rank_of
@@ -136,10 +138,10 @@ class SingletonTask(Task):
                          self.name, request.id, exc)
             return None
         timing = settings.guard_timing
-        started = time.monotonic()
+        began, started = time.time(), time.monotonic()
         time.sleep(timing.delay)
         snapshot = _reader(self.app, settings).read([self.name], legacy=False)
-        me, peers = _peers(snapshot, key, self.name, request, stamp, spec)
+        me, peers = _peers(snapshot, key, self.name, request, stamp, spec, began)
         on_unknown = policy.on_unknown if policy is not None else "emit"
         verdict = decide(me, peers, timing, incomplete=snapshot.incomplete_reason(self.name),
                          on_unknown=on_unknown)
@@ -208,25 +210,44 @@ def _stamp_of(request: Any) -> Mapping[str, Any] | None:
 
 
 def _peers(snapshot: Snapshot, key: str, name: str, request: Any,
-           stamp: Mapping[str, Any] | None, spec: KeySpec) -> tuple[Rank, list[Peer]]:
-    """This task's rank and the other identical tasks active in ``snapshot``."""
-    me_id, me_host = request.id, request.hostname
-    my_start = None
+           stamp: Mapping[str, Any] | None, spec: KeySpec,
+           began: float) -> tuple[Rank, list[Peer]]:
+    """This task's rank and the other identical tasks active in ``snapshot``.
+
+    A request of this very message seen beside this one on this worker (a
+    broker's redelivery of an unacknowledged message) is another body, not
+    this one. When this worker's reply is missing, this task ranks itself by
+    ``began`` (its own clock when the guard began, a moment after the
+    ``time_start`` its worker reports to everyone else): never by the time it
+    decides, which every other observer would see as a different rank."""
+    mine = [seen for seen in snapshot.tasks if seen.state == "active"
+            and seen.id == request.id and seen.worker == request.hostname]
+    me_seen = _which_is_me(mine, began)
     peers = []
-    for view in snapshot.workers.values():
-        for seen in view.tasks:
-            if seen.state != "active":
-                continue
-            if seen.id == me_id and seen.worker == me_host:
-                my_start = seen.time_start
-                continue
-            if _key_of(seen, name, spec) != key:
-                continue
-            peers.append(Peer(task_id=seen.id, worker=seen.worker,
-                              rank=rank_of(seen.id, seen.worker, seen.stamp, seen.time_start),
-                              age=seen.age, guarded=not view.legacy))
-    me = rank_of(me_id, me_host, stamp, my_start if my_start is not None else time.time())
+    for seen in snapshot.tasks:
+        if seen.state != "active" or seen is me_seen:
+            continue
+        if seen.id != request.id and _key_of(seen, name, spec) != key:
+            continue
+        view = snapshot.workers.get(seen.worker)
+        peers.append(Peer(task_id=seen.id, worker=seen.worker,
+                          rank=rank_of(seen.id, seen.worker, seen.stamp, seen.time_start),
+                          age=seen.age, guarded=not (view is not None and view.legacy)))
+    my_start = me_seen.time_start if me_seen is not None else None
+    me = rank_of(request.id, request.hostname, stamp,
+                 my_start if my_start is not None else began)
     return me, peers
+
+
+def _which_is_me(mine: list[SeenTask], began: float) -> SeenTask | None:
+    """Which of the active requests with this task's id on this worker is this
+    one: the one in this pool process, else the one whose ``time_start`` is
+    nearest to when this guard began (a redelivered copy arrives seconds,
+    usually minutes, after its original)."""
+    if not mine:
+        return None
+    own = [seen for seen in mine if seen.worker_pid == os.getpid()] or mine
+    return min(own, key=lambda seen: abs((seen.time_start or math.inf) - began))
 
 
 def _key_of(seen: Any, name: str, spec: KeySpec) -> str | None:

@@ -52,9 +52,16 @@ def test_equal_sent_at_is_broken_by_task_id_then_worker():
     assert rank_of("x", "w1", {"sent_at": 5.0}, 1.0) < rank_of("x", "w2", {"sent_at": 5.0}, 0.0)
 
 
+def test_two_requests_of_one_message_on_one_worker_rank_the_older_first():
+    # a redelivery beside the original on the same worker: one stamp, one id
+    original = rank_of("x", "w1", {"sent_at": 5.0}, 10.0)
+    copy = rank_of("x", "w1", {"sent_at": 5.0}, 70.0)
+    assert original < copy
+
+
 def test_rank_falls_back_to_the_reported_time_start_without_a_stamp():
-    assert rank_of("a", "w1", None, 42.0) == (42.0, "a", "w1")
-    assert rank_of("a", "w1", {"sent_at": "soon"}, 42.0) == (42.0, "a", "w1")
+    assert rank_of("a", "w1", None, 42.0) == (42.0, "a", "w1", 42.0)
+    assert rank_of("a", "w1", {"sent_at": "soon"}, 42.0) == (42.0, "a", "w1", 42.0)
     assert rank_of("a", "w1", {"sent_at": True}, None)[0] == float("inf")
 
 
@@ -121,7 +128,7 @@ def test_guard_settings_reject_non_numbers(name):
 def test_a_forged_stamp_clock_falls_back_to_the_reported_time_start(forged):
     # whoever publishes to the broker writes the stamp: NaN would make every
     # rank comparison false (both copies run), 10**400 would crash the guard
-    assert rank_of("t-1", "w1", {"sent_at": forged}, 5.0) == (5.0, "t-1", "w1")
+    assert rank_of("t-1", "w1", {"sent_at": forged}, 5.0) == (5.0, "t-1", "w1", 5.0)
     honest = rank_of("t-2", "w2", {"sent_at": 7.0}, 9.0)
     assert (rank_of("t-1", "w1", {"sent_at": forged}, 5.0) < honest) != \
         (honest < rank_of("t-1", "w1", {"sent_at": forged}, 5.0))

@@ -7,6 +7,7 @@ no worker is involved (the real-cluster test is tests/integration/test_guard_clu
 from __future__ import annotations
 
 import logging
+import os
 import time
 from datetime import datetime
 
@@ -146,9 +147,10 @@ def test_peers_are_the_other_identical_active_tasks_with_their_own_clock_ages():
     }
     request = type("R", (), {"id": "me", "hostname": "w1"})()
     me, peers = task_module._peers(Snapshot(taken_at=0, workers=views), key, "t.declared",
-                                   request, None, DEFAULT_KEY)
-    assert me == (1000.0, "me", "w1")          # no stamp: the time_start w1 reports
-    assert [(p.task_id, p.age, p.rank) for p in peers] == [("twin", 3.0, (7.0, "twin", "w2"))]
+                                   request, None, DEFAULT_KEY, began=1000.01)
+    assert me == (1000.0, "me", "w1", 1000.0)   # no stamp: the time_start w1 reports
+    assert [(p.task_id, p.age, p.rank) for p in peers] == [
+        ("twin", 3.0, (7.0, "twin", "w2", 50.0))]
 
 
 def test_task_cls_makes_every_task_of_the_app_a_singleton_task():
@@ -186,3 +188,66 @@ def test_stepping_aside_sends_duplicate_skipped_with_the_winner(app):
                                "winner": winner,
                                "reason": "an identical task is already running",
                                "unknown": False})]
+
+
+# -- peers and rank, from the reply payloads workers send -------------------------
+
+def _reply(now: float, *active: dict) -> dict:
+    return {"ccs": 1, "now": now, "pool": "prefork", "peers": None,
+            "active": list(active), "reserved": [], "scheduled": []}
+
+
+def _request(task_id: str, worker: str, time_start: float, pid: int = 1, **extra) -> dict:
+    return {"id": task_id, "name": "t.declared", "args": [1], "kwargs": {},
+            "time_start": time_start, "worker_pid": pid, "stamp": None, **extra}
+
+
+def _verdict(replies: dict, task_id: str, worker: str, began: float, missing=()):
+    from ccs_beat.cluster import parse_reply
+    from ccs_beat.guard import GuardTiming, decide
+    snap = Snapshot(taken_at=began, workers={w: parse_reply(w, body)
+                                             for w, body in replies.items()},
+                    missing=frozenset(missing))
+    request = type("R", (), {"id": task_id, "hostname": worker})()
+    key = task_key("t.declared", [1], {})
+    me, peers = task_module._peers(snap, key, "t.declared", request, None, DEFAULT_KEY,
+                                   began=began)
+    return decide(me, peers, GuardTiming(), incomplete=snap.incomplete_reason("t.declared"))
+
+
+def test_a_task_whose_own_workers_reply_is_lost_ranks_itself_as_the_others_rank_it():
+    # unstamped A starts at 0.0 on w1, B at 0.5 on w2; w1's reply to A's read is lost.
+    # Every observer must rank A at 0.0, so exactly one of the two runs.
+    a, b = _request("A", "w1", 0.0), _request("B", "w2", 0.5)
+    a_verdict = _verdict({"w2": _reply(2.5, b)}, "A", "w1", began=0.01, missing={"w1"})
+    b_verdict = _verdict({"w1": _reply(3.0, a), "w2": _reply(3.0, b)}, "B", "w2", began=0.51)
+
+    assert [a_verdict.run, b_verdict.run] == [True, False], (a_verdict, b_verdict)
+
+
+def test_a_copy_redelivered_beside_its_original_on_one_worker_steps_aside():
+    # acks_late: the broker hands the message out again while the original
+    # runs; both requests are active on w1 under one id and one stamp
+    stamp = {"v": 1, "key": task_key("t.declared", [1], {}), "sent_at": -1.0}
+    original = _request("x", "w1", 0.0, pid=4242, stamp=stamp)
+    copy = _request("x", "w1", 60.0, pid=os.getpid(), stamp=stamp)
+
+    verdict = _verdict({"w1": _reply(61.5, original, copy)}, "x", "w1", began=60.01)
+
+    assert not verdict.run
+    assert verdict.winner is not None and verdict.winner.task_id == "x"
+    assert verdict.winner.age == pytest.approx(61.5)
+
+
+def test_a_copy_redelivered_at_once_ranks_after_its_original():
+    # both still deciding (a quick redelivery): the older request runs, the copy
+    # skips; each guard knows itself by its pool process (this test's process)
+    here, elsewhere = os.getpid(), os.getpid() + 1
+
+    copy_sees = {"w1": _reply(1.8, _request("x", "w1", 0.0, pid=elsewhere),
+                              _request("x", "w1", 0.3, pid=here))}
+    original_sees = {"w1": _reply(1.5, _request("x", "w1", 0.0, pid=here),
+                                  _request("x", "w1", 0.3, pid=elsewhere))}
+
+    assert not _verdict(copy_sees, "x", "w1", began=0.31).run
+    assert _verdict(original_sees, "x", "w1", began=0.01).run
