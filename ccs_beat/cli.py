@@ -89,7 +89,7 @@ def status(ctx: click.Context, as_json: bool, timeout: float | None,
     policies = {}
     for name, spec in sorted((app.conf.beat_schedule or {}).items()):
         try:
-            policy = coordinator.policy_for(name, spec.get("options"))
+            policy = coordinator.policy_for(name, spec.get("options"), spec.get("task"))
         except ConfigurationError as exc:
             click.echo(f"warning: {exc}", err=True)
             continue

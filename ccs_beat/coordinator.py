@@ -30,6 +30,7 @@ from .identity import task_key
 from .ledger import Emission, Ledger
 from .logs import get_logger
 from .policy import Policy, Settings, load_settings, parse_policy
+from .task import task_default
 
 logger = get_logger("ccs_beat")
 
@@ -123,9 +124,10 @@ class Coordinator:
 
     def policy_for(self, name: str, options: Mapping[str, Any] | None,
                    task: Any = None) -> Policy:
-        """The policy of entry ``name`` (of task ``task``, which must be a task
-        name: a row or a Redis entry can hold anything), parsed once per
-        distinct option value."""
+        """The policy of entry ``name`` of task ``task`` (which must be a task
+        name: a row or a Redis entry can hold anything): its option, else the
+        task's declaration, else the app default. Parsed once per distinct
+        option value."""
         if options is not None and not isinstance(options, Mapping):
             raise ConfigurationError(f"{describe_entry(name)}: options is {options!r:.60}, "
                                      "not a dict")
@@ -133,12 +135,12 @@ class Coordinator:
             raise ConfigurationError(f"{describe_entry(name)}: task is {task!r:.60}, not a "
                                      "task name")
         raw = (options or {}).get(OPTION)
-        cache_key = (name, repr(raw))
+        cache_key = (name, task, repr(raw))
         policy = self._policies.get(cache_key)
         if policy is None:
             # an entry's options may come from a database row or Redis: only
             # key functions registered in code may be named
-            policy = parse_policy(raw, default=self.settings.default_policy,
+            policy = parse_policy(raw, default=task_default(self.app, task, self.settings),
                                   where=f"{describe_entry(name)}: {OPTION}",
                                   functions=self.settings.key_functions)
             self._policies[cache_key] = policy

@@ -173,6 +173,21 @@ class SingletonTask(Task):
                                            reason=verdict.reason, unknown=verdict.unknown)
 
 
+# -- one identity per task ----------------------------------------------------------
+
+
+def task_default(app: Any, name: str | None, settings: Settings) -> Policy:
+    """The policy of task ``name`` where no entry option or row says otherwise:
+    its own declaration (``singleton=`` on a :class:`SingletonTask`), else
+    ``ccs_beat_default_policy``. Beat, the guard, ``ccs status`` and the
+    admin's "Run selected tasks" all start from it, so one task has one
+    identity whoever looks. Raises ConfigurationError for a bad declaration."""
+    task = app.tasks.get(name) if name else None
+    getter = getattr(task, "ccs_policy", None)
+    declared = getter() if getter is not None else None
+    return declared if declared is not None else settings.default_policy
+
+
 # -- helpers -----------------------------------------------------------------------
 
 
@@ -353,4 +368,4 @@ def _check_worker(sender: Any = None, instance: Any = None, **_: Any) -> None:
                  settings.guard_timeout, settings.guard_margin, ", ".join(guarded))
 
 
-__all__ = ["SKIPPED", "SingletonTask"]
+__all__ = ["SKIPPED", "SingletonTask", "task_default"]

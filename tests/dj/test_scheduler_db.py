@@ -336,3 +336,25 @@ def test_a_closed_beat_writes_nothing_when_django_celery_beat_syncs_at_exit(app)
     beat.sync()
 
     assert saves == []
+
+
+def test_a_row_without_singleton_settings_takes_the_tasks_declared_policy(app):
+    # the task's own declaration (identity: its name) decides, not the app
+    # default (identity: its arguments, which NaN would make unkeyable)
+    from ccs_beat import SingletonTask
+
+    @app.task(name="tests.declared_by_name", base=SingletonTask, singleton={"key": "name"})
+    def declared_by_name(x):
+        return x
+
+    every, _ = IntervalSchedule.objects.get_or_create(every=10, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(name="by name", task="tests.declared_by_name", interval=every,
+                                args="[NaN]")
+    beat = start(app)
+    try:
+        entry = beat.schedule["by name"]
+        policy = beat.ccs.policy_for(entry.name, entry.options, entry.task)
+        assert policy.key.kind == "name"
+        assert beat.ccs.key_for(entry, policy) == "tests.declared_by_name"
+    finally:
+        beat.close()

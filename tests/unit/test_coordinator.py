@@ -347,3 +347,39 @@ def test_a_malformed_task_in_a_reply_leaves_the_other_entries_decided_normally(a
     assert not gc_verdict.decision.unknown
     assert not report_verdict.emit and report_verdict.decision.unknown
     assert "odd (blobs.report)" in report_verdict.decision.reason
+
+
+def test_an_entry_without_an_option_takes_the_tasks_declared_policy(app):
+    # the task says its identity is its name: beat's check and stamp use it,
+    # so beat's emission and a .delay() of the task are recognised as identical
+    from ccs_beat import SingletonTask
+    from ccs_beat.cluster import parse_reply
+
+    @app.task(name="blobs.gc", base=SingletonTask, singleton={"key": "name"})
+    def gc(n):
+        return n
+
+    body = {"ccs": 1, "now": 1000.0, "peers": None, "reserved": [], "scheduled": [],
+            "active": [{"id": "delayed", "name": "blobs.gc", "args": [2], "kwargs": {},
+                        "time_start": 990.0}]}
+    ccs = coordinator(app, Snapshot(taken_at=0, workers={"w1": parse_reply("w1", body)}))
+    entry = make_entry(app, args=(1,))
+
+    verdict = ccs.judge(entry)
+
+    assert verdict.policy.key.kind == "name"
+    assert verdict.key == task_key("blobs.gc", [2], {}, gc.ccs_policy().key)
+    assert not verdict.emit and verdict.decision.blocker.task_id == "delayed"
+
+
+def test_an_entry_option_still_overrides_the_tasks_declared_policy(app):
+    from ccs_beat import SingletonTask
+
+    @app.task(name="blobs.declared", base=SingletonTask, singleton={"key": "name"})
+    def declared(n):
+        return n
+
+    ccs = coordinator(app)
+    assert ccs.policy_for("gc", {"singleton": False}, "blobs.declared").checked is False
+    assert ccs.policy_for("gc", {"singleton": {"overlap": "buffer_one"}},
+                          "blobs.declared").key.kind == "name"   # the rest from the declaration

@@ -31,7 +31,7 @@ from django_celery_beat.admin import PeriodicTaskAdmin, PeriodicTaskForm
 from django_celery_beat.models import PeriodicTask
 
 from ...policy import SKIP, Policy, Settings
-from .conf import current_settings
+from .conf import current_settings, task_policy_default
 from .manual import run_now
 from .models import SingletonDecision, SingletonSettings
 from .schedulers import arguments_problem, fields_problem, load_problem
@@ -71,7 +71,8 @@ class SingletonSettingsFormSet(BaseInlineFormSet):
                 and (not form.instance._state.adding or form.has_changed())]
         fields = ({name: rows[0].cleaned_data.get(name) for name in INLINE_FIELDS}
                   if rows else None)
-        problem = arguments_problem(self.instance, fields, settings)
+        problem = arguments_problem(self.instance, fields, settings,
+                                    task_policy_default(self.instance.task, settings))
         if problem:
             raise ValidationError(f"{problem}. Give the task arguments that are JSON "
                                   "values, or an identity that leaves them out "
@@ -132,10 +133,11 @@ def beat_would_refuse(task: PeriodicTask, settings: Settings,
         row = getattr(task, "singleton", None)
         fields = row.fields() if row is not None else None
     checked = fields is not None and fields.get("enabled") is not False
+    default = task_policy_default(task.task, settings)
     return (load_problem(task)
-            or (fields_problem(fields, settings, f"periodic task {task.name!r}")
+            or (fields_problem(fields, settings, f"periodic task {task.name!r}", default)
                 if checked and fields is not None else None)
-            or arguments_problem(task, fields, settings))
+            or arguments_problem(task, fields, settings, default))
 
 
 class SingletonPeriodicTaskForm(PeriodicTaskForm):
@@ -153,7 +155,8 @@ class SingletonPeriodicTaskForm(PeriodicTaskForm):
         probe = PeriodicTask(name=cleaned.get("name") or "", task=cleaned.get("task") or "",
                              args=cleaned.get("args") or "[]",
                              kwargs=cleaned.get("kwargs") or "{}")
-        problem = arguments_problem(probe, None, settings)
+        problem = arguments_problem(probe, None, settings,
+                                    task_policy_default(probe.task, settings))
         if problem:
             raise ValidationError(f"{problem}. Give the task arguments that are JSON values, "
                                   "or ask someone who may change periodic tasks to give it "

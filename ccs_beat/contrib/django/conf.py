@@ -11,7 +11,7 @@ from typing import Any
 
 from ...errors import ConfigurationError
 from ...logs import get_logger
-from ...policy import Settings, load_settings
+from ...policy import Policy, Settings, load_settings
 
 logger = get_logger("ccs_beat")
 
@@ -28,3 +28,17 @@ def current_settings(app: Any = None) -> Settings | None:
         logger.warning("ccs_beat: the Celery settings are invalid (%s); the admin checks "
                        "singleton settings against the defaults", exc)
         return None
+
+
+def task_policy_default(task: str, settings: Settings, app: Any = None) -> Policy:
+    """What a periodic task of ``task`` without a singleton row gets: the task's
+    declaration, else the app default (as beat decides it). A bad declaration
+    is beat's error to report; the admin falls back to the app default."""
+    from ...task import task_default
+    if app is None:
+        from celery import current_app
+        app = current_app
+    try:
+        return task_default(app, task, settings)
+    except ConfigurationError:
+        return settings.default_policy

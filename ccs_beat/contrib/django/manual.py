@@ -26,6 +26,7 @@ from ...decide import decide
 from ...errors import ConfigurationError, UnkeyableError
 from ...identity import task_key
 from ...policy import Policy, load_settings, parse_policy
+from ...task import task_default
 from .schedulers import row_arguments, row_headers, row_option
 
 
@@ -49,8 +50,9 @@ def run_now(app: Any, periodic_tasks: Iterable[Any],
         try:
             args, kwargs = row_arguments(model)
             headers = row_headers(model)
-            option = row_option(model, settings)
-            policy = parse_policy(option, default=settings.default_policy,
+            default = task_default(app, model.task, settings)
+            option = row_option(model, settings, default)
+            policy = parse_policy(option, default=default,
                                   where=f"periodic task {model.name!r}",
                                   functions=settings.key_functions)
             key = task_key(model.task, args, kwargs, policy.key) if policy.checked else None

@@ -43,6 +43,7 @@ from ...ledger import Ledger
 from ...logs import get_logger, printable
 from ...policy import Policy, Settings, load_settings, parse_policy
 from ...scheduler import SingletonSchedulerMixin
+from ...task import task_default
 from .models import SingletonDecision, SingletonJournal, SingletonLedger, SingletonSettings
 from .options import FIELD_LABELS, field_errors, key_to_text, singleton_option
 
@@ -96,30 +97,32 @@ def read_ledger(name: str = LEDGER_NAME) -> Ledger:
     return ledger
 
 
-def row_option(model: PeriodicTask, settings: Settings) -> Any:
+def row_option(model: PeriodicTask, settings: Settings, default: Policy | None = None) -> Any:
     """The ``singleton`` option of a periodic task's row, or None without a row.
 
     Raises :class:`~ccs_beat.ConfigurationError` naming the task and the field
     for a row that does not parse, or naming the task when its arguments cannot
-    be keyed under its policy (the row's, else ``ccs_beat_default_policy``).
+    be keyed under its policy (the row's, else ``default``: the task's
+    declaration or ``ccs_beat_default_policy``, see :func:`ccs_beat.task.task_default`).
     The row is data: its identity may name only key functions registered in
     code (``settings.key_functions``).
     """
+    default = settings.default_policy if default is None else default
     try:
         row = model.singleton
     except SingletonSettings.DoesNotExist:
         row = None
     where = f"periodic task {model.name!r}: singleton settings"
     if row is None:
-        option, policy = None, settings.default_policy
+        option, policy = None, default
     elif row.enabled is False:
         return False   # overlap allowed: the other fields are not used
     else:
-        problem = fields_problem(row.fields(), settings, where)
+        problem = fields_problem(row.fields(), settings, where, default)
         if problem:
             raise ConfigurationError(problem)
         option = row.as_option()
-        policy = parse_policy(option, default=settings.default_policy, where=where,
+        policy = parse_policy(option, default=default, where=where,
                               functions=settings.key_functions)
     if policy.checked:
         check_arguments(model, policy)
@@ -195,10 +198,11 @@ def check_arguments(model: PeriodicTask, policy: Policy) -> None:
             f"check ({policy.key.describe()}): {exc}") from exc
 
 
-def fields_problem(fields: dict[str, Any], settings: Settings, where: str) -> str | None:
+def fields_problem(fields: dict[str, Any], settings: Settings, where: str,
+                   default: Policy | None = None) -> str | None:
     """What is wrong with singleton settings ``fields``, naming each field, or None."""
-    errors = field_errors(fields, default=settings.default_policy, where=where,
-                          functions=settings.key_functions)
+    errors = field_errors(fields, where=where, functions=settings.key_functions,
+                          default=settings.default_policy if default is None else default)
     if not errors:
         return None
     return f"{where}: " + "; ".join(f"field {FIELD_LABELS.get(name, name)}: {message}"
@@ -206,18 +210,19 @@ def fields_problem(fields: dict[str, Any], settings: Settings, where: str) -> st
 
 
 def arguments_problem(model: PeriodicTask, fields: dict[str, Any] | None,
-                      settings: Settings) -> str | None:
+                      settings: Settings, default: Policy | None = None) -> str | None:
     """Why beat would leave ``model`` out because its arguments cannot be keyed
     under the singleton settings ``fields`` (None: no row, the app default), or
     None. The admin asks before it saves, so that nobody learns it from beat's
     log; a bad field is reported on the field, not here."""
+    default = settings.default_policy if default is None else default
     if fields is None:
-        policy = settings.default_policy
+        policy = default
     elif fields.get("enabled") is False:
         return None
     else:
         try:
-            policy = parse_policy(singleton_option(**fields), default=settings.default_policy,
+            policy = parse_policy(singleton_option(**fields), default=default,
                                   functions=settings.key_functions)
         except ConfigurationError:
             return None
@@ -241,12 +246,13 @@ def check_rows(coordinator: Coordinator) -> CheckReport:
             report.problems.append(problem)
             continue
         try:
-            option = row_option(model, settings)
+            default = task_default(coordinator.app, model.task, settings)
+            option = row_option(model, settings, default)
         except ConfigurationError as exc:
             report.problems.append(str(exc))
             continue
         report.policies[model.name] = parse_policy(
-            option, default=settings.default_policy, functions=settings.key_functions)
+            option, default=default, functions=settings.key_functions)
     return report
 
 
@@ -291,7 +297,8 @@ class SingletonModelEntry(ModelEntry):
                          "fixed", problem)
             raise ValueError(problem)
         try:
-            option = row_option(model, entry_settings(self.app))
+            settings = entry_settings(self.app)
+            option = row_option(model, settings, task_default(self.app, model.task, settings))
         except ConfigurationError as exc:
             logger.error("ccs_beat: %s; leaving this task out of the schedule until its "
                          "singleton settings are fixed", exc)
