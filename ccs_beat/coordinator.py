@@ -247,7 +247,7 @@ class Coordinator:
         try:
             snap = self.snapshot(None if buffered else due_since(entry))
             now = time.time()
-            outstanding = self.ledger.outstanding(entry.name, snap, now, self._result_ready())
+            outstanding = self.ledger.outstanding(key, snap, now, self._result_ready())
             matches = [] if snap.failure else snap.index(policy.key).get(key, [])
             decision = decide(policy, matches=matches, outstanding=outstanding,
                               incomplete=snap.incomplete_reason(entry.task), now=now)

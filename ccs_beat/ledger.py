@@ -2,7 +2,9 @@
 
 A cluster read shows what workers hold (active, reserved, scheduled). It cannot
 show a message still waiting in the broker queue. Beat therefore remembers the
-ids it sent per entry. A sent id is *outstanding* until one of:
+ids it sent, per entry, and looks them up by key: an entry is blocked by an
+emission of its key whichever entry sent it. A sent id is *outstanding* until
+one of:
 
 * its result is ready (when a result backend can tell);
 * it was seen on a worker and later that worker answered without it
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import enum
 import math
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -91,6 +94,13 @@ def _sequence(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < MAX_SEQ
 
 
+def _stale(emission: Emission, now: float) -> bool:
+    """True once an emission cannot be waiting in a queue any more."""
+    if emission.expires_at is not None:
+        return now >= emission.expires_at
+    return now - emission.sent_at > FORGET_AFTER
+
+
 def _seconds(value: Any) -> float:
     """A finite clock reading, or ValueError."""
     try:
@@ -123,8 +133,15 @@ def assess(emission: Emission, snapshot: Snapshot | None, now: float,
     return Status.QUEUED, None
 
 
+#: how long a removed entry's emission without an expiry is still looked up
+#: by its key (another entry of the same key, or the entry renamed, may follow)
+FORGET_AFTER = 24 * 3600.0
+
+
 class Ledger:
-    """Outstanding emissions per entry, and the entries with a buffered run."""
+    """Outstanding emissions, kept per entry and looked up by key: an entry is
+    blocked by any emission of its key, whichever entry sent it (two entries
+    for one job, an entry renamed since), and the entries with a buffered run."""
 
     def __init__(self) -> None:
         self.entries: dict[str, list[Emission]] = {}
@@ -132,11 +149,27 @@ class Ledger:
         self.dirty = False
         #: sequence number of the last journal record this state includes
         self.seq = 0
+        self._by_key: dict[str, set[str]] = {}   # key -> entries holding an emission of it
+
+    def _set(self, entry: str, items: list[Emission]) -> None:
+        """Replace ``entry``'s emissions, keeping the key index right."""
+        before = {e.key for e in self.entries.get(entry, ())}
+        if items:
+            self.entries[entry] = items
+        else:
+            self.entries.pop(entry, None)
+        after = {e.key for e in items}
+        for key in before - after:
+            holders = self._by_key.get(key, set())
+            holders.discard(entry)
+            if not holders:
+                self._by_key.pop(key, None)
+        for key in after:
+            self._by_key.setdefault(key, set()).add(entry)
 
     def record(self, entry: str, emission: Emission) -> None:
-        items = self.entries.setdefault(entry, [])
-        items.append(emission)
-        del items[:-MAX_PER_ENTRY]
+        items = [*self.entries.get(entry, ()), emission]
+        self._set(entry, items[-MAX_PER_ENTRY:])
         self.dirty = True
 
     # -- the journal (write-ahead records) ----------------------------------------
@@ -155,11 +188,7 @@ class Ledger:
         return {"seq": self.seq, "entry": entry, "withdraw": task_id}
 
     def _drop(self, entry: str, task_id: str) -> None:
-        kept = [e for e in self.entries.get(entry, []) if e.task_id != task_id]
-        if kept:
-            self.entries[entry] = kept
-        else:
-            self.entries.pop(entry, None)
+        self._set(entry, [e for e in self.entries.get(entry, []) if e.task_id != task_id])
 
     def replay(self, records: Iterable[Any]) -> int:
         """Apply journal records newer than this state; return how many applied.
@@ -188,28 +217,28 @@ class Ledger:
             applied += 1
         return applied
 
-    def outstanding(self, entry: str, snapshot: Snapshot | None, now: float,
+    def outstanding(self, key: str, snapshot: Snapshot | None, now: float,
                     result_ready: ResultReady | None = None,
                     ) -> list[tuple[Emission, Status, SeenTask | None]]:
-        """Assess ``entry``'s emissions, forget the finished ones, return the rest."""
-        items = self.entries.get(entry)
-        if not items:
-            return []
-        keep, out = [], []
-        for emission in items:
-            status, seen = assess(emission, snapshot, now, result_ready)
-            if status is Status.DONE:
-                self.dirty = True
-                continue
-            if seen is not None and emission.seen_on != seen.worker:
-                emission.seen_on, emission.seen_at = seen.worker, now
-                self.dirty = True
-            keep.append(emission)
-            out.append((emission, status, seen))
-        if keep:
-            self.entries[entry] = keep
-        else:
-            del self.entries[entry]
+        """Assess the emissions of ``key`` (whichever entry sent them), forget
+        the finished ones, return the rest."""
+        out = []
+        for entry in sorted(self._by_key.get(key, ())):
+            keep = []
+            for emission in self.entries.get(entry, ()):
+                if emission.key != key:
+                    keep.append(emission)
+                    continue
+                status, seen = assess(emission, snapshot, now, result_ready)
+                if status is Status.DONE:
+                    self.dirty = True
+                    continue
+                if seen is not None and emission.seen_on != seen.worker:
+                    emission.seen_on, emission.seen_at = seen.worker, now
+                    self.dirty = True
+                keep.append(emission)
+                out.append((emission, status, seen))
+            self._set(entry, keep)
         return out
 
     def set_pending(self, entry: str, pending: bool) -> None:
@@ -220,12 +249,19 @@ class Ledger:
             self.pending.discard(entry)
             self.dirty = True
 
-    def forget(self, keep_entries: Iterable[str]) -> None:
-        """Drop entries that are no longer in the schedule."""
+    def forget(self, keep_entries: Iterable[str], now: float | None = None) -> None:
+        """Drop what entries no longer in the schedule left behind: their
+        buffered runs, and their emissions once they cannot be waiting in a
+        queue any more (expired, or sent over :data:`FORGET_AFTER` ago without
+        an expiry) -- until then an entry of the same key, the entry renamed
+        included, is still blocked by them."""
+        now = time.time() if now is None else now
         keep = set(keep_entries)
         for name in [n for n in self.entries if n not in keep]:
-            del self.entries[name]
-            self.dirty = True
+            live = [e for e in self.entries[name] if not _stale(e, now)]
+            if len(live) != len(self.entries[name]):
+                self._set(name, live)
+                self.dirty = True
         if self.pending - keep:
             self.pending &= keep
             self.dirty = True
@@ -235,6 +271,12 @@ class Ledger:
                 "entries": {name: [asdict(e) for e in items]
                             for name, items in self.entries.items()},
                 "pending": sorted(self.pending)}
+
+    def _reindex(self) -> None:
+        self._by_key = {}
+        for entry, items in self.entries.items():
+            for emission in items:
+                self._by_key.setdefault(emission.key, set()).add(entry)
 
     @classmethod
     def from_state(cls, state: Any) -> Ledger:
@@ -257,4 +299,5 @@ class Ledger:
         seq = state.get("seq")
         if _sequence(seq) and seq < MAX_SAVED_SEQ:
             ledger.seq = seq
+        ledger._reindex()
         return ledger

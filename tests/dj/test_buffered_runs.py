@@ -18,6 +18,7 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from ccs_beat.contrib.django.models import SingletonLedger, SingletonSettings
 from ccs_beat.contrib.django.schedulers import SingletonDatabaseScheduler
+from ccs_beat.identity import task_key
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 
@@ -42,11 +43,12 @@ def task(name: str, every: int, **fields: Any) -> PeriodicTask:
 
 def remembered(name: str, blocked_for: float) -> None:
     """A ledger in which ``name`` has a remembered run, blocked by an emission
-    still queued for ``blocked_for`` seconds."""
+    of its key (``tests.sleep`` with args ``[1]``) still queued for
+    ``blocked_for`` seconds."""
     now = time.time()
     SingletonLedger.objects.create(name="default", state={
         "version": 1, "seq": 0, "pending": [name], "entries": {name: [
-            {"task_id": "queued-1", "key": "k", "sent_at": now - 1,
+            {"task_id": "queued-1", "key": task_key("tests.sleep", [1], {}), "sent_at": now - 1,
              "expires_at": now + blocked_for}]}})
 
 

@@ -383,3 +383,37 @@ def test_an_entry_option_still_overrides_the_tasks_declared_policy(app):
     assert ccs.policy_for("gc", {"singleton": False}, "blobs.declared").checked is False
     assert ccs.policy_for("gc", {"singleton": {"overlap": "buffer_one"}},
                           "blobs.declared").key.kind == "name"   # the rest from the declaration
+
+
+def _emit(ccs, entry) -> str:
+    """What the scheduler does with an entry judged 'emit': prepare, write ahead."""
+    verdict = ccs.judge(entry)
+    assert verdict.emit, verdict
+    sending, verdict, expires_at = ccs.prepare(entry)
+    ccs.write_ahead(entry, sending, verdict, expires_at)
+    return sending.options["task_id"]
+
+
+def test_two_entries_with_one_key_due_in_one_burst_emit_once(app):
+    # two entries for one job, identity "name": one read serves the burst, so
+    # the second is blocked by the first's emission, still in the broker queue
+    ccs = coordinator(app)
+    first = make_entry(app, "gc", options={"singleton": {"key": "name"}}, args=(1,))
+    second = make_entry(app, "gc, by hand", options={"singleton": {"key": "name"}}, args=(2,))
+
+    sent = _emit(ccs, first)
+    verdict = ccs.judge(second)
+
+    assert not verdict.emit
+    assert verdict.decision.blocker.task_id == sent
+    assert verdict.decision.blocker.state == "queued"
+
+
+def test_an_entry_renamed_while_its_emission_waits_is_still_blocked_by_it(app):
+    ccs = coordinator(app)
+    sent = _emit(ccs, make_entry(app, "nightly", options={"singleton": True}))
+    ccs.ledger.forget(["nightly (renamed)"])        # what a restarted beat does
+
+    verdict = ccs.judge(make_entry(app, "nightly (renamed)", options={"singleton": True}))
+
+    assert not verdict.emit and verdict.decision.blocker.task_id == sent

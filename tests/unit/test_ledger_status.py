@@ -73,7 +73,7 @@ def test_outstanding_forgets_finished_emissions_and_records_where_one_was_seen()
     ledger.record("gc", emission("new"))
     ledger.dirty = False
 
-    out = ledger.outstanding("gc", snapshot(seen("new", worker="w1")), NOW)
+    out = ledger.outstanding("t:k", snapshot(seen("new", worker="w1")), NOW)
 
     assert [(e.task_id, s) for e, s, _ in out] == [("new", Status.SEEN)]
     assert ledger.entries["gc"][0].seen_on == "w1"
@@ -83,7 +83,7 @@ def test_outstanding_forgets_finished_emissions_and_records_where_one_was_seen()
 def test_an_entry_with_nothing_outstanding_leaves_the_ledger():
     ledger = Ledger()
     ledger.record("gc", emission(expires_at=NOW - 1))
-    assert ledger.outstanding("gc", snapshot(), NOW) == []
+    assert ledger.outstanding("t:k", snapshot(), NOW) == []
     assert "gc" not in ledger.entries
 
 
@@ -142,13 +142,43 @@ def test_a_sequence_number_the_journal_cannot_store_is_damage(seq):
         "task_id": "b", "key": "k", "sent_at": 1.0}}]) == 0
 
 
-def test_forget_drops_entries_that_left_the_schedule():
+def test_forget_drops_what_entries_that_left_the_schedule_can_no_longer_block():
     ledger = Ledger()
-    ledger.record("gone", emission())
+    ledger.record("gone", emission("expired", expires_at=NOW - 1))
     ledger.record("kept", emission())
     ledger.set_pending("gone", True)
-    ledger.forget(["kept"])
+    ledger.forget(["kept"], now=NOW)
     assert set(ledger.entries) == {"kept"} and ledger.pending == set()
+
+
+def test_forget_keeps_a_removed_entrys_emission_that_may_still_be_queued():
+    # the entry was renamed, or another entry has its key: the message may
+    # still wait in the broker queue until it expires
+    ledger = Ledger()
+    ledger.record("old name", emission("queued", expires_at=NOW + 60))
+    ledger.record("no expiry", Emission(task_id="q2", key="t:k", sent_at=NOW - 10))
+    ledger.record("ancient", Emission(task_id="q3", key="t:k", sent_at=NOW - 2 * 86400))
+    ledger.forget(["new name"], now=NOW)
+    assert set(ledger.entries) == {"old name", "no expiry"}
+    assert {e.task_id for e, _, _ in ledger.outstanding("t:k", snapshot(), NOW)} == \
+        {"queued", "q2"}
+
+
+def test_outstanding_emissions_are_looked_up_by_key_whichever_entry_sent_them():
+    ledger = Ledger()
+    ledger.record("nightly", emission("a"))
+    ledger.record("nightly, by hand", emission("b"))
+    ledger.record("other job", Emission(task_id="c", key="other:k", sent_at=NOW - 10))
+    found = ledger.outstanding("t:k", snapshot(), NOW)
+    assert sorted(e.task_id for e, _, _ in found) == ["a", "b"]
+    assert [e.task_id for e, _, _ in ledger.outstanding("other:k", snapshot(), NOW)] == ["c"]
+
+
+def test_the_key_index_survives_a_save_and_a_load():
+    ledger = Ledger()
+    ledger.record("nightly", emission("a"))
+    again = Ledger.from_state(json.loads(json.dumps(ledger.to_state())))
+    assert [e.task_id for e, _, _ in again.outstanding("t:k", snapshot(), NOW)] == ["a"]
 
 
 # -- the write-ahead journal -----------------------------------------------------
@@ -162,7 +192,7 @@ def test_a_journal_record_replayed_into_a_state_saved_before_it_restores_the_emi
     recovered = Ledger.from_state(saved)
     assert recovered.replay([record]) == 1
     assert [e.task_id for e in recovered.entries["gc"]] == ["sent-then-killed"]
-    assert recovered.outstanding("gc", snapshot(), NOW)[0][1] is Status.QUEUED
+    assert recovered.outstanding("t:k", snapshot(), NOW)[0][1] is Status.QUEUED
 
 
 def test_records_already_in_the_saved_state_are_not_applied_twice():
@@ -180,7 +210,7 @@ def test_records_already_in_the_saved_state_are_not_applied_twice():
 def test_a_record_is_not_resurrected_after_the_state_saw_it_finish():
     live = Ledger()
     record = live.note_sending("gc", emission("done", expires_at=NOW - 1))
-    live.outstanding("gc", snapshot(), NOW)          # expired unseen: forgotten
+    live.outstanding("t:k", snapshot(), NOW)         # expired unseen: forgotten
     saved = live.to_state()                          # the journal was not emptied (killed)
 
     recovered = Ledger.from_state(saved)
