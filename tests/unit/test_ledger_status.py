@@ -253,7 +253,7 @@ def test_a_seen_on_that_is_not_a_worker_name_is_dropped_and_the_emission_stays_q
         {"task_id": "a", "key": "k", "sent_at": NOW - 10, "expires_at": NOW + 60,
          "seen_on": seen_on, "seen_at": NOW - 5}]}}
     ledger = Ledger.from_state(json.loads(json.dumps(state)))
-    [(emission, status, _)] = ledger.outstanding("gc", snapshot(), NOW)
+    [(emission, status, _)] = ledger.outstanding("k", snapshot(), NOW)
     assert emission.seen_on is None and emission.seen_at is None
     assert status is Status.QUEUED
 
