@@ -267,17 +267,22 @@ class Coordinator:
         """Forget the verdict of an entry that will not be sent after all."""
         self._judged.pop(entry.name, None)
 
-    def skipped(self, entry: Any, verdict: Verdict) -> None:
-        """Log, signal and (buffer_one) remember a skipped run."""
+    def skipped(self, entry: Any, verdict: Verdict, *, runs_once: bool = False) -> None:
+        """Log, signal and remember a skipped run: under ``buffer_one``, and
+        always for an entry that ``runs_once`` (a one-off, whose schedule may
+        not look at it again for years: it goes out as soon as nothing
+        blocks it)."""
         decision = verdict.decision
         assert decision is not None and verdict.policy is not None
         self._judged.pop(entry.name, None)
-        if decision.buffer:
+        remembered = decision.buffer or runs_once
+        if remembered:
             self.ledger.set_pending(entry.name, True)
         level = logging.WARNING if decision.unknown else logging.INFO
         logger.log(level, "ccs_beat: skipped %r (%s): %s [overlap=%s%s]", entry.name,
                    entry.task, decision.describe(), verdict.policy.overlap,
-                   ", one run buffered" if decision.buffer else "")
+                   ", one run buffered" if decision.buffer
+                   else ", a one-off: sent once nothing blocks it" if remembered else "")
         signals.entry_skipped.send(sender=self.sender, entry=entry, key=verdict.key,
                                    decision=decision)
 

@@ -78,6 +78,12 @@ class SingletonSchedulerMixin:
         """The current entry called ``name``, or None (used for buffered runs)."""
         return self.schedule.get(name)  # type: ignore[attr-defined]
 
+    def ccs_runs_once(self, entry: Any) -> bool:
+        """True for an entry that runs once (django-celery-beat's ``one_off``):
+        a skipped run of it is remembered and sent as soon as nothing blocks
+        it, whatever its overlap policy (default: no such entries)."""
+        return False
+
     def ccs_on_decision(self, entry: Any, verdict: Verdict, task_id: str | None) -> None:
         """Called after each singleton decision (``task_id`` is None for a skip)."""
 
@@ -137,7 +143,7 @@ class SingletonSchedulerMixin:
         verdict = ccs.judge(entry)
         if verdict.emit:
             return super().apply_entry(entry, producer=producer)  # type: ignore[misc]
-        ccs.skipped(entry, verdict)
+        ccs.skipped(entry, verdict, runs_once=self.ccs_runs_once(entry))
         self.ccs_on_decision(entry, verdict, None)
         return None
 

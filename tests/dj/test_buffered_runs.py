@@ -158,3 +158,35 @@ def test_a_remembered_run_of_an_expired_task_beat_has_not_loaded_is_dropped(app,
 
     assert published == []
     assert not beat.ccs.ledger.pending
+
+
+def clocked_one_off(name: str, at: datetime.datetime) -> PeriodicTask:
+    from django_celery_beat.models import ClockedSchedule
+    clock = ClockedSchedule.objects.create(clocked_time=at)
+    return PeriodicTask.objects.create(name=name, task="tests.sleep", clocked=clock,
+                                       one_off=True, args="[1]")
+
+
+def blocked_by_a_queued_emission(name: str, blocked_for: float) -> None:
+    """A ledger in which an emission of ``name``'s key is queued for ``blocked_for`` s."""
+    now = time.time()
+    SingletonLedger.objects.create(name="default", state={
+        "version": 1, "seq": 0, "pending": [], "entries": {name: [
+            {"task_id": "queued-1", "key": task_key("tests.sleep", [1], {}),
+             "sent_at": now - 1, "expires_at": now + blocked_for}]}})
+
+
+@pytest.mark.parametrize("overlap", ["skip", "buffer_one"])
+def test_a_blocked_clocked_one_off_runs_once_as_soon_as_nothing_blocks_it(
+        app, published, overlap):
+    # a clocked schedule is checked again only years after its time: a skip
+    # must not leave the one-off waiting for a restart
+    job = clocked_one_off("once", timezone.now() - datetime.timedelta(seconds=1))
+    SingletonSettings.objects.create(periodic_task=job, overlap=overlap)
+    blocked_by_a_queued_emission("once", blocked_for=1.0)
+
+    run(app, 4.0)
+
+    assert published == ["once"]
+    job.refresh_from_db()
+    assert job.enabled is False   # django-celery-beat's mark of a one-off that ran

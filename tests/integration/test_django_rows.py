@@ -110,6 +110,44 @@ def test_a_one_off_whose_first_run_is_buffered_runs_exactly_once(django_cluster)
     assert dj.row("once")[0] is False
 
 
+CLOCKED_ONE_OFF = """
+import datetime
+from django.utils import timezone
+from django_celery_beat.models import ClockedSchedule, PeriodicTask
+from ccs_beat.contrib.django.models import SingletonSettings
+clock = ClockedSchedule.objects.create(
+    clocked_time=timezone.now() + datetime.timedelta(seconds=6))
+task = PeriodicTask.objects.create(name="at six", task="tests.sleep", clocked=clock,
+                                   one_off=True, args="[1]", kwargs='{"tag": "at six"}',
+                                   queue=QUEUE)
+SingletonSettings.objects.create(periodic_task=task, overlap="skip", key="name")
+"""
+
+
+def test_a_skipped_clocked_one_off_runs_once_its_blocker_ends(django_cluster):
+    # a clocked schedule is looked at again only years after its time: the
+    # skipped one-off must go out when the blocker ends, not at a restart
+    dj = django_cluster(settings={"ccs_beat_buffer_poll_interval": 0.5})
+    cluster = dj.cluster
+    cluster.start_worker("w1", concurrency=2)
+    dj.shell(CLOCKED_ONE_OFF)
+    cluster.send(12.0, tag="blocker")   # identical under key "name"; the one-off is due in 6 s
+    wait_until(lambda: cluster.runs("blocker"), 20, what="the blocker to start")
+    beat = cluster.start_beat(scheduler=SCHEDULER)
+
+    wait_until(lambda: beatlog.skipped(beat.text(), "at six"), 30,
+               what="the one-off's due run to be skipped")
+    wait_until(lambda: cluster.finished_runs("at six"), 40,
+               what="the one-off to run once the blocker ended")
+    time.sleep(3)
+    runs = cluster.runs("at six")
+    assert len(runs) == 1, runs
+    assert runs[0].start >= cluster.finished_runs("blocker")[0].end
+    assert dj.row("at six")[0] is False
+    cluster.stop(beat, sig=signal.SIGTERM)
+
+
+
 BAD_ARGUMENTS = """
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 every, _ = IntervalSchedule.objects.get_or_create(every=1, period="seconds")

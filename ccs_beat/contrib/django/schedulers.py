@@ -448,6 +448,9 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
         close_old_connections()
         SingletonJournal.objects.create(ledger=LEDGER_NAME, seq=record["seq"], record=record)
 
+    def ccs_runs_once(self, entry: Any) -> bool:
+        return getattr(getattr(entry, "model", None), "one_off", False) is True
+
     def ccs_on_decision(self, entry: Any, verdict: Verdict, task_id: str | None) -> None:
         model = getattr(entry, "model", None)
         decision = verdict.decision
