@@ -23,6 +23,7 @@ from celery.worker import state as worker_state
 from celery.worker.control import inspect_command
 from celery.worker.request import Request
 
+from . import skipping as skipping_marks
 from .cluster import COMMAND, PROTOCOL
 
 #: message header that carries the sender's stamp
@@ -84,6 +85,10 @@ def snapshot_reply(consumer: Any, names: Iterable[str] | None = None) -> dict[st
     """Build the reply: every request this worker holds, in one pass."""
     wanted = None if names is None else set(names)
     active = list(worker_state.active_requests)
+    # a copy that decided to step aside is no peer, however long it lingers
+    skipping = skipping_marks.marked([(r.id, r.worker_pid) for r in active])
+    if skipping:
+        active = [r for r in active if (r.id, r.worker_pid) not in skipping]
     scheduled = list(_scheduled(consumer))
     taken = {r.id for r in active} | {r.id for r in scheduled}
     reserved = [r for r in list(worker_state.reserved_requests) if r.id not in taken]

@@ -36,6 +36,7 @@ from celery.backends.base import DisabledBackend
 from celery.exceptions import Ignore
 
 from . import signals as ccs_signals
+from . import skipping
 from .cluster import ClusterReader, SeenTask, Snapshot
 from .control import STAMP_HEADER, make_stamp
 from .errors import ConfigurationError, UnkeyableError
@@ -158,6 +159,8 @@ class SingletonTask(Task):
 
     def _ccs_step_aside(self, verdict: GuardVerdict) -> None:
         request = self.request
+        # first of all: from now on this copy is no peer (see ccs_beat.skipping)
+        skipping.mark(request.id)
         winner = verdict.winner
         same_id = winner is not None and winner.task_id == request.id
         if not same_id and not self.ignore_result and _has_backend(self.app):
@@ -339,6 +342,11 @@ def _check_worker(sender: Any = None, instance: Any = None, **_: Any) -> None:
     app = getattr(sender, "app", None)
     if app is None:
         return
+    try:
+        skipping.start()
+    except OSError as exc:
+        logger.warning("ccs_beat guard: cannot keep the marks of skipping copies (%r); a "
+                       "copy that skips is seen as a peer until its body returns", exc)
     try:
         settings = load_settings(app.conf)
     except ConfigurationError as exc:

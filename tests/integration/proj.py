@@ -128,6 +128,16 @@ if not os.environ.get("CCS_TEST_NO_IMPORT"):
         return _body(self, seconds, tag)
 
 
+if os.environ.get("CCS_TEST_SLOW_SKIP"):
+    # A duplicate_skipped receiver that takes its time (a slow result backend or
+    # a slow notification): the skipping copy stays on the active list meanwhile
+    from ccs_beat.signals import duplicate_skipped
+
+    @duplicate_skipped.connect(weak=False)
+    def _slow_receiver(sender=None, **_kwargs) -> None:
+        time.sleep(float(os.environ["CCS_TEST_SLOW_SKIP"]))
+
+
 if os.environ.get("CCS_TEST_KILL_AFTER_PUBLISH"):
     # Fault injection (tests/faults/test_beat_killed.py): this beat process
     # kills itself with SIGKILL right after it published a task message --
