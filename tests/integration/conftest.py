@@ -16,6 +16,7 @@ from celery import Celery
 from celery.signals import before_task_publish
 
 from tests.conftest import REDBEAT_DB, require_broker
+from tests.integration.harness import Cluster
 
 
 @pytest.fixture
@@ -48,3 +49,11 @@ def published() -> Iterator[list[str]]:
     before_task_publish.connect(record, weak=False)
     yield ids
     before_task_publish.disconnect(record)
+
+
+@pytest.fixture
+def redis_cluster(tmp_path) -> Iterator[Cluster]:
+    """Real worker processes on Redis (tests that need one broker, not all three)."""
+    cluster = Cluster(require_broker("redis"), tmp_path)
+    yield cluster
+    cluster.close()

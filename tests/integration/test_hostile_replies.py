@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,7 +20,6 @@ from kombu import Connection, Exchange, Producer, Queue
 
 from ccs_beat.cluster import ClusterReader
 from ccs_beat.logs import printable
-from tests.conftest import require_broker
 from tests.integration.harness import Cluster, wait_until
 
 pytestmark = pytest.mark.timeout(90)
@@ -53,13 +51,6 @@ def rogue_replier(url: str, namespace: str, stop: threading.Event,
                     continue
 
 
-@pytest.fixture
-def cluster(tmp_path) -> Iterator[Cluster]:
-    cluster = Cluster(require_broker("redis"), tmp_path)
-    yield cluster
-    cluster.close()
-
-
 def read_beside_a_rogue(cluster: Cluster, reply: bytes, rogue_name: str) -> tuple[str, Any]:
     """``(id of a task running on w1, the first read that met the rogue's reply)``."""
     cluster.start_worker("w1", concurrency=2)
@@ -86,7 +77,8 @@ def read_beside_a_rogue(cluster: Cluster, reply: bytes, rogue_name: str) -> tupl
     return running, met[0]
 
 
-def test_an_undecodable_reply_is_set_aside_and_the_workers_answers_still_decide(cluster):
+def test_an_undecodable_reply_is_set_aside_and_the_workers_answers_still_decide(redis_cluster):
+    cluster = redis_cluster
     running, snap = read_beside_a_rogue(cluster, b"{not json", "(undecodable reply)")
 
     assert snap.failure is None, snap.failure
@@ -95,7 +87,8 @@ def test_an_undecodable_reply_is_set_aside_and_the_workers_answers_still_decide(
     assert "could not be decoded" in snap.garbled["(undecodable reply)"]
 
 
-def test_a_reply_from_a_worker_name_with_control_characters_is_set_aside(cluster):
+def test_a_reply_from_a_worker_name_with_control_characters_is_set_aside(redis_cluster):
+    cluster = redis_cluster
     hostile = "celery@w\x00x\n[2026-01-01 00:00:00,000: CRITICAL/MainProcess] forged"
     body = {hostile: {"ccs": 1, "now": time.time(), "pool": None, "peers": None,
                       "active": [{"id": "rogue-1", "name": "tests.sleep", "args": [1],

@@ -12,25 +12,16 @@ error late in its budget (injected: a connection the broker dropped).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from ccs_beat.cluster import ClusterReader
-from tests.conftest import require_broker
 from tests.integration.harness import Cluster
 
 pytestmark = pytest.mark.timeout(90)
 
 T = 1.0
-
-
-@pytest.fixture
-def cluster(tmp_path) -> Iterator[Cluster]:
-    cluster = Cluster(require_broker("redis"), tmp_path)
-    yield cluster
-    cluster.close()
 
 
 def failing_late_once(reader: ClusterReader, after: float) -> None:
@@ -47,33 +38,30 @@ def failing_late_once(reader: ClusterReader, after: float) -> None:
     reader._read = attempt   # type: ignore[method-assign]
 
 
-def test_a_read_that_retries_still_ends_within_its_timeout(cluster):
+def read_failing_late_once(cluster: Cluster, after: float) -> tuple[Any, float]:
+    """``(snapshot, seconds taken)`` of a read whose first attempt fails late."""
     cluster.start_worker("w1", concurrency=1)
     # a first read by a new reader waits its whole timeout (it cannot know
     # whom to expect), as a guard's first read in a new pool process does
     reader = ClusterReader(cluster.app, timeout=T, worker_expiry=30.0)
-    failing_late_once(reader, after=0.6 * T)
+    failing_late_once(reader, after=after)
     try:
         began = time.monotonic()
         snapshot = reader.read(None)
-        took = time.monotonic() - began
+        return snapshot, time.monotonic() - began
     finally:
         reader.close()
+
+
+def test_a_read_that_retries_still_ends_within_its_timeout(redis_cluster):
+    snapshot, took = read_failing_late_once(redis_cluster, after=0.6 * T)
 
     assert took <= T + 0.25, f"the read took {took:.2f}s with a {T}s budget"
-    assert cluster.hostname("w1") in snapshot.workers   # the retry did read the cluster
+    assert redis_cluster.hostname("w1") in snapshot.workers   # the retry did read the cluster
 
 
-def test_a_read_that_fails_with_no_budget_left_reports_the_failure_in_time(cluster):
-    cluster.start_worker("w1", concurrency=1)
-    reader = ClusterReader(cluster.app, timeout=T, worker_expiry=30.0)
-    failing_late_once(reader, after=0.98 * T)
-    try:
-        began = time.monotonic()
-        snapshot = reader.read(None)
-        took = time.monotonic() - began
-    finally:
-        reader.close()
+def test_a_read_that_fails_with_no_budget_left_reports_the_failure_in_time(redis_cluster):
+    snapshot, took = read_failing_late_once(redis_cluster, after=0.98 * T)
 
     assert took <= T + 0.25, f"the read took {took:.2f}s with a {T}s budget"
     assert snapshot.failure is not None and "connection dropped" in snapshot.failure

@@ -10,21 +10,12 @@ never ran. A real worker on Redis whose receiver takes 8 s.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import require_broker
 from tests.integration.harness import Cluster, assert_no_overlap, wait_until
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def cluster(tmp_path) -> Iterator[Cluster]:
-    cluster = Cluster(require_broker("redis"), tmp_path)
-    yield cluster
-    cluster.close()
 
 
 def send(cluster: Cluster, seconds: float) -> str:
@@ -33,7 +24,8 @@ def send(cluster: Cluster, seconds: float) -> str:
                                  queue=cluster.queue).id
 
 
-def test_a_later_duplicate_runs_when_the_only_copy_left_is_one_that_skipped(cluster):
+def test_a_later_duplicate_runs_when_the_only_copy_left_is_one_that_skipped(redis_cluster):
+    cluster = redis_cluster
     worker = cluster.start_worker("w1", concurrency=3, CCS_TEST_SLOW_SKIP="8")
     first = send(cluster, 4.0)           # runs, ends about 6.5 s from now
     time.sleep(1.0)
