@@ -107,13 +107,13 @@ def status(ctx: click.Context, as_json: bool, timeout: float | None,
             if policy is not None:
                 task_policies[name] = policy
 
+    ledger, source, error = read_ledger(app, schedule_path, scheduler)
     reader = ClusterReader(app, timeout=timeout or settings.inspect_timeout,
                            worker_expiry=settings.worker_expiry)
     try:
-        snapshot = reader.read(None)
+        snapshot = reader.read(None, ids=ledger.unseen() if ledger is not None else None)
     finally:
         reader.close()
-    ledger, source, error = read_ledger(app, schedule_path, scheduler)
     report = build_report(snapshot, policies, task_policies, ledger, source, error)
     click.echo(render_json(report) if as_json else render(report))
     sys.exit(report.exit_code)

@@ -92,6 +92,19 @@ class DroppedTask:
 
 
 @dataclass(frozen=True)
+class Cover:
+    """A run that covered identical requests waiting when it decided to run
+    (see :mod:`ccs_beat.covering`): ``by`` on ``worker``, ``ended`` once its
+    body returned."""
+
+    by: str
+    worker: str
+    name: str
+    ids: frozenset[str]
+    ended: bool
+
+
+@dataclass(frozen=True)
 class WorkerView:
     hostname: str
     tasks: tuple[SeenTask, ...]
@@ -100,6 +113,8 @@ class WorkerView:
     legacy: bool = False
     pool: str | None = None
     dropped: tuple[DroppedTask, ...] = ()
+    covers: tuple[Cover, ...] = ()
+    done: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -136,6 +151,18 @@ class Snapshot:
 
     def find(self, task_id: str) -> SeenTask | None:
         return self._by_id.get(task_id)
+
+    def cover_of(self, task_id: str) -> Cover | None:
+        """A run, other than ``task_id`` itself, that covered request ``task_id``."""
+        for view in self.workers.values():
+            for cover in view.covers:
+                if task_id in cover.ids:
+                    return cover
+        return None
+
+    def done(self, task_id: str) -> bool:
+        """True if a worker reports it received ``task_id`` and no longer holds it."""
+        return any(task_id in view.done for view in self.workers.values())
 
     def answered(self, worker: str) -> bool:
         return worker in self.workers
@@ -323,7 +350,30 @@ def parse_reply(worker: str, body: Any) -> WorkerView:
     return WorkerView(hostname=worker, tasks=tuple(tasks), now=float(now),
                       peers=None if peers is None else frozenset(peers),
                       pool=body.get("pool") if isinstance(body.get("pool"), str) else None,
-                      dropped=tuple(dropped))
+                      dropped=tuple(dropped), covers=_covers_from(body, worker),
+                      done=_ids(body.get("done", []), "done"))
+
+
+def _ids(value: Any, what: str) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(i, str) for i in value):
+        raise GarbledReply(f"'{what}' is {value!r:.80}, not a list of task ids")
+    return frozenset(value)
+
+
+def _covers_from(body: Mapping[str, Any], worker: str) -> tuple[Cover, ...]:
+    """The ``covered`` records of a reply (absent from older workers' replies)."""
+    items = body.get("covered", [])
+    if not isinstance(items, list):
+        raise GarbledReply(f"'covered' is {items!r:.80}, not a list")
+    covers = []
+    for item in items:
+        if not (isinstance(item, Mapping) and isinstance(item.get("by"), str)
+                and isinstance(item.get("name"), str) and isinstance(item.get("ended"), bool)):
+            raise GarbledReply(f"a 'covered' record is {item!r:.120}")
+        covers.append(Cover(by=item["by"], worker=worker, name=item["name"],
+                            ids=_ids(item.get("ids"), "covered ids") - {item["by"]},
+                            ended=item["ended"]))
+    return tuple(covers)
 
 
 def _finite(value: float) -> bool:
@@ -408,21 +458,25 @@ class ClusterReader:
             self._conn = conn
         return self._conn
 
-    def read(self, names: Iterable[str] | None = None, *, legacy: bool = True) -> Snapshot:
+    def read(self, names: Iterable[str] | None = None, *, legacy: bool = True,
+             ids: Iterable[str] | None = None) -> Snapshot:
         """One cluster read. Never raises for broker trouble: it returns a
         snapshot whose ``failure`` says what went wrong.
 
         ``legacy=False`` does not read workers without ccs_beat with the stock
         commands (three more round trips); they count as unreadable instead.
         The worker guard uses it to keep its decision within its timeout.
+        ``ids``: emissions to ask about (a worker that received one and no
+        longer holds it says so: :meth:`Snapshot.done`).
         """
         started_wall, started = time.time(), time.monotonic()
         deadline = started + self.timeout
         self.reads += 1
         wanted = sorted(set(names)) if names is not None else None
+        asked = sorted(set(ids)) if ids else None
         for attempt in (1, 2):
             try:
-                return self._read(wanted, started_wall, started, deadline, legacy)
+                return self._read(wanted, started_wall, started, deadline, legacy, asked)
             except Exception as exc:  # noqa: BLE001 - any broker/transport error
                 self.close()
                 # one retry on a fresh connection: a transport glitch (kombu's
@@ -440,7 +494,8 @@ class ClusterReader:
         raise AssertionError("unreachable")
 
     def _read(self, names: list[str] | None, started_wall: float, started: float,
-              deadline: float, legacy_read: bool = True) -> Snapshot:
+              deadline: float, legacy_read: bool = True,
+              ids: list[str] | None = None) -> Snapshot:
         conn = self._connection(max(deadline - time.monotonic(), MIN_RETRY))
         mailbox = self.app.control.mailbox(conn)
         chan = conn.default_channel
@@ -483,7 +538,10 @@ class ClusterReader:
         with consumer:
             # kombu.pidbox has no public "publish, then collect until N named
             # replies" call; this is Mailbox._broadcast with a smarter stop.
-            mailbox._publish(COMMAND, {"names": names}, reply_ticket=ticket, channel=chan,
+            arguments: dict[str, Any] = {"names": names}
+            if ids:
+                arguments["ids"] = ids
+            mailbox._publish(COMMAND, arguments, reply_ticket=ticket, channel=chan,
                              timeout=self.timeout)
             self.broadcasts += 1
             broadcasts = 1

@@ -16,18 +16,28 @@ module.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from celery import signals
 from celery.worker import state as worker_state
 from celery.worker.control import inspect_command
 from celery.worker.request import Request
 
+from . import covering
 from . import skipping as skipping_marks
 from .cluster import COMMAND, PROTOCOL
 
 #: message header that carries the sender's stamp
 STAMP_HEADER = "ccs_beat"
+
+#: how long, and how many, beat emissions a worker remembers having received
+RECEIVED_FOR = 24 * 3600.0
+MAX_RECEIVED = 10_000
+
+#: beat emissions this worker received: task id -> wall clock of receipt
+_received: OrderedDict[str, float] = OrderedDict()
 
 
 def make_stamp(key: str, *, entry: str | None = None, sent_at: float | None = None,
@@ -81,17 +91,49 @@ def _peers(consumer: Any) -> list[str] | None:
         return None
 
 
-def snapshot_reply(consumer: Any, names: Iterable[str] | None = None) -> dict[str, Any]:
-    """Build the reply: every request this worker holds, in one pass."""
+@signals.task_received.connect(weak=False)
+def _note_received(sender: Any = None, request: Any = None, **_: Any) -> None:
+    """Remember the beat emissions this worker received (in the consumer
+    thread, like the replies), so that beat can tell an emission that ran
+    between two of its reads from one still waiting in the broker."""
+    headers = getattr(request, "request_dict", None) or {}
+    stamp = headers.get(STAMP_HEADER) if isinstance(headers, Mapping) else None
+    if not isinstance(stamp, Mapping) or "entry" not in stamp or not isinstance(
+            getattr(request, "id", None), str):
+        return
+    now = time.time()
+    _received[request.id] = now
+    _received.move_to_end(request.id)
+    while _received and (len(_received) > MAX_RECEIVED
+                         or now - next(iter(_received.values())) > RECEIVED_FOR):
+        _received.popitem(last=False)
+
+
+def _done(asked: Iterable[str] | None, held: set[str]) -> list[str]:
+    """Of the emission ids beat ``asked`` about, those this worker received
+    and no longer holds: they ran (or failed, expired, were revoked)."""
+    if not asked:
+        return []
+    return sorted(i for i in set(asked) if isinstance(i, str) and i in _received
+                  and i not in held)
+
+
+def snapshot_reply(consumer: Any, names: Iterable[str] | None = None,
+                   ids: Iterable[str] | None = None) -> dict[str, Any]:
+    """Build the reply: every request this worker holds, in one pass, the
+    runs that covered waiting requests (:mod:`ccs_beat.covering`), and which
+    of the emissions ``ids`` it received and no longer holds."""
     wanted = None if names is None else set(names)
     active = list(worker_state.active_requests)
+    running = [(r.id, r.worker_pid) for r in active]
     # a copy that decided to step aside is no peer, however long it lingers
     skipping = skipping_marks.marked([(r.id, r.worker_pid) for r in active])
     if skipping:
         active = [r for r in active if (r.id, r.worker_pid) not in skipping]
     scheduled = list(_scheduled(consumer))
     taken = {r.id for r in active} | {r.id for r in scheduled}
-    reserved = [r for r in list(worker_state.reserved_requests) if r.id not in taken]
+    held = list(worker_state.reserved_requests)
+    reserved = [r for r in held if r.id not in taken]
 
     def pick(requests: list[Request]) -> list[dict[str, Any]]:
         return [_describe(r) for r in requests if wanted is None or r.name in wanted]
@@ -105,10 +147,13 @@ def snapshot_reply(consumer: Any, names: Iterable[str] | None = None) -> dict[st
         "reserved": pick(reserved),
         "scheduled": pick(scheduled),
         "peers": _peers(consumer),
+        "covered": covering.reported(running, wanted),
+        "done": _done(ids, taken | {r.id for r in held} | {i for i, _ in running}),
     }
 
 
-@inspect_command(name=COMMAND, signature="[names]")
-def ccs_snapshot(state: Any, names: Iterable[str] | None = None, **kwargs: Any) -> dict:
+@inspect_command(name=COMMAND, signature="[names] [ids]")
+def ccs_snapshot(state: Any, names: Iterable[str] | None = None,
+                 ids: Iterable[str] | None = None, **kwargs: Any) -> dict:
     """ccs_beat: active, reserved and scheduled requests, read at once."""
-    return snapshot_reply(state.consumer, names)
+    return snapshot_reply(state.consumer, names, ids if isinstance(ids, list) else None)

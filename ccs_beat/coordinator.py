@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import states
@@ -53,6 +53,9 @@ class Verdict:
     key: str | None
     decision: Decision | None   # None: the entry is not checked (allow or invalid)
     buffered: bool = False
+    #: wall clock when beat took the entry up, before the cluster read: the
+    #: run's own time, from which its default expiry is measured
+    judged_at: float | None = None
 
     @property
     def emit(self) -> bool:
@@ -202,7 +205,7 @@ class Coordinator:
         wanted = self._names() if self._names is not None else None
         names = set(wanted) if wanted is not None else None   # None: every task name
         wall, started = time.time(), time.monotonic()
-        snap = self.reader.read(names)
+        snap = self.reader.read(names, ids=self.ledger.unseen())
         self._snapshot, self._snapshot_at, self._snapshot_wall = snap, started, wall
         logger.debug("ccs_beat: cluster read: %s", snap.summary())
         return snap
@@ -232,6 +235,7 @@ class Coordinator:
 
     def judge(self, entry: Any, *, buffered: bool = False) -> Verdict:
         """Decide one due entry. Never raises: bad data means plain beat."""
+        judged_at = time.time()
         try:
             policy = self.policy_for(entry.name, entry.options, entry.task)
         except Exception as exc:  # noqa: BLE001 - bad stored data must not stop beat
@@ -256,7 +260,8 @@ class Coordinator:
                              describe_entry(entry.name), policy.on_unknown)
             decision = decide(policy, matches=[], outstanding=[], now=time.time(),
                               incomplete=f"error while deciding: {exc!r:.200}")
-        return self._remember(entry, Verdict(policy, key, decision, buffered=buffered))
+        return self._remember(entry, Verdict(policy, key, decision, buffered=buffered,
+                                             judged_at=judged_at))
 
     def _remember(self, entry: Any, verdict: Verdict) -> Verdict:
         # apply_entry() -> Celery -> apply_async() -> prepare() picks it up
@@ -303,7 +308,8 @@ class Coordinator:
         expires_at = None
         if verdict.key is not None and verdict.policy is not None:
             now = time.time()
-            expires = self._expires(entry, verdict.policy, options, now)
+            expires = self._expires(entry, verdict.policy, options, now,
+                                    since=verdict.judged_at)
             if expires is not None:
                 options["expires"] = expires
                 expires_at = now + expires
@@ -334,12 +340,14 @@ class Coordinator:
         return Verdict(policy, key, None)
 
     def _expires(self, entry: Any, policy: Policy, options: Mapping[str, Any],
-                 now: float) -> float | None:
+                 now: float, since: float | None = None) -> float | None:
         """Seconds until the message expires: the policy's, the entry's own
-        ``expires`` option, or (default) one period of the entry's schedule from
-        now, less a margin, so an old message is gone before the next one is
-        sent. None, with a WARNING, when the schedule cannot say when it runs
-        next or says it is due again already."""
+        ``expires`` option, or (default) until the entry's next run, less a
+        margin, so an old message is gone before the next one is sent. The
+        next run is counted from ``since`` (when beat took this run up), not
+        from the send: a slow cluster read must not make the message outlive
+        the next due time. None, with a WARNING, when the schedule cannot say
+        when it runs next or says it is due again already."""
         if policy.expires is not None:
             return policy.expires
         own = options.get("expires")
@@ -348,19 +356,23 @@ class Coordinator:
         if isinstance(own, (int, float)) and not isinstance(own, bool):
             return float(own)
         try:
-            due, next_in = entry.schedule.is_due(entry.default_now())
+            taken_up = entry.default_now()
+            if since is not None and now > since:
+                taken_up -= timedelta(seconds=now - since)
+            due, next_in = entry.schedule.is_due(taken_up)
             next_in = float(next_in)
         except Exception:  # noqa: BLE001 - exotic schedule: no default expiry
             logger.warning("ccs_beat: cannot tell when %s runs next; sending it without "
                            "an expiry", describe_entry(entry.name))
             return None
-        if next_in <= 0:
-            logger.warning("ccs_beat: %s is due again already; sending it without an "
-                           "expiry", describe_entry(entry.name))
-            return None
         if due and next_in > NO_NEXT_RUN:
             logger.info("ccs_beat: %s has no next run (a one-off); sending it without an "
                         "expiry", describe_entry(entry.name))
+            return None
+        if due or next_in <= 0:
+            logger.warning("ccs_beat: %s is due again already (its period is shorter than "
+                           "the time beat took to decide); sending it without an expiry",
+                           describe_entry(entry.name))
             return None
         return max(next_in - min(1.0, next_in * 0.1), 0.05)
 

@@ -17,8 +17,10 @@ Why this cannot double-run or collectively suicide (docs/guard.md):
   the *peer's* worker clock, so skew between hosts cancels out. A peer older
   than ``D + T + margin`` has finished deciding; if it is still active it
   chose to run: it is **committed**. A younger one is still **deciding**.
-* **Rule**: skip if any identical peer is committed; skip if a deciding peer
-  has a lower rank; otherwise run.
+* **Rule**: skip if a run that began after this request was sent has covered
+  it (``covered_by``: that run's read saw this request waiting, see
+  :mod:`ccs_beat.covering`); skip if any identical peer is committed; skip if
+  a deciding peer has a lower rank; otherwise run.
 * **No double run** when ``D >= T + 2 * margin``: if B ran without seeing A,
   A registered after B's query reached A's worker (at >= b + D), so A's query
   reaches B's worker at >= b + 2D - margin >= b + D + T + margin: B is
@@ -128,14 +130,20 @@ def rank_of(task_id: str, worker: str, stamp: Any, time_start: float | None) -> 
 
 
 def decide(me: Rank, peers: Sequence[Peer], timing: GuardTiming, *,
-           incomplete: str | None = None, on_unknown: str = "emit") -> GuardVerdict:
+           incomplete: str | None = None, on_unknown: str = "emit",
+           covered_by: Peer | None = None) -> GuardVerdict:
     """Run or skip, from the identical peers active in the cluster.
 
     ``me`` is this task's rank; ``peers`` are the *other* identical tasks seen
     active (any state other than active cannot overlap a body). ``incomplete``
     says why the read may have missed a worker; then ``on_unknown`` decides
     whether an otherwise clear run goes ahead (``emit``) or not (``skip``).
+    ``covered_by`` is a run whose read saw this request waiting: its body
+    began after this request was sent, so it served it.
     """
+    if covered_by is not None:
+        return GuardVerdict(SKIPPED, "an identical run that began after this request was "
+                            f"sent has served it ({covered_by.describe()})", winner=covered_by)
     committed = [p for p in peers
                  if not p.guarded or p.age is None or p.age > timing.committed_after]
     if committed:

@@ -124,6 +124,8 @@ def assess(emission: Emission, snapshot: Snapshot | None, now: float,
     seen = snapshot.find(emission.task_id) if snapshot is not None else None
     if seen is not None:
         return Status.SEEN, seen
+    if snapshot is not None and snapshot.done(emission.task_id):
+        return Status.DONE, None          # a worker took it and let it go between reads
     if emission.seen_on is not None:
         if snapshot is None or snapshot.unreadable(emission.seen_on):
             return Status.UNKNOWN, None
@@ -166,6 +168,12 @@ class Ledger:
                 self._by_key.pop(key, None)
         for key in after:
             self._by_key.setdefault(key, set()).add(entry)
+
+    def unseen(self) -> list[str]:
+        """Ids of the emissions no read has seen yet: a cluster read asks the
+        workers about them (one that ran between two reads is done)."""
+        return sorted(e.task_id for items in self.entries.values() for e in items
+                      if e.seen_on is None)
 
     def record(self, entry: str, emission: Emission) -> None:
         items = [*self.entries.get(entry, ()), emission]

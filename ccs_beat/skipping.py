@@ -40,6 +40,12 @@ def start(pid: int | None = None) -> None:
     _folder = folder
 
 
+def folder() -> str | None:
+    """The main worker process's folder (None outside a worker); the records
+    of :mod:`ccs_beat.covering` live there too, under their own suffix."""
+    return _folder
+
+
 def _name(task_id: str, pid: int) -> str:
     return f"{hashlib.sha256(task_id.encode('utf-8', 'replace')).hexdigest()[:32]}.{pid}"
 
@@ -65,6 +71,7 @@ def marked(active: list[tuple[str, int | None]]) -> set[tuple[str, int | None]]:
         return set()
     if not present:
         return set()
+    present = {name for name in present if "." in name and name.rsplit(".", 1)[1].isdigit()}
     found = {(task_id, pid) for task_id, pid in active
              if pid is not None and _name(task_id, pid) in present}
     for stale in present - {_name(task_id, pid) for task_id, pid in found if pid is not None}:

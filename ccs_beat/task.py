@@ -28,6 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from celery import Task, signals
@@ -35,12 +36,12 @@ from celery._state import get_current_app
 from celery.backends.base import DisabledBackend
 from celery.exceptions import Ignore
 
+from . import covering, skipping
 from . import signals as ccs_signals
-from . import skipping
 from .cluster import ClusterReader, SeenTask, Snapshot
 from .control import STAMP_HEADER, make_stamp
 from .errors import ConfigurationError, UnkeyableError
-from .guard import GuardVerdict, Peer, Rank, decide, rank_of
+from .guard import GuardTiming, GuardVerdict, Peer, Rank, decide, rank_of
 from .identity import DEFAULT_KEY, KeySpec, task_key
 from .logs import get_logger
 from .policy import Policy, Settings, load_settings, parse_policy
@@ -122,7 +123,10 @@ class SingletonTask(Task):
                          request.id)
             verdict = None
         if verdict is None or verdict.run:
-            return self.run(*args, **kwargs)
+            try:
+                return self.run(*args, **kwargs)
+            finally:
+                covering.ended(request.id)
         self._ccs_step_aside(verdict)
         raise Ignore()   # acknowledged, no retry, no callbacks; state set above
 
@@ -142,10 +146,12 @@ class SingletonTask(Task):
         began, started = time.time(), time.monotonic()
         time.sleep(timing.delay)
         snapshot = _reader(self.app, settings).read([self.name], legacy=False)
-        me, peers = _peers(snapshot, key, self.name, request, stamp, spec, began)
-        on_unknown = policy.on_unknown if policy is not None else "emit"
-        verdict = decide(me, peers, timing, incomplete=snapshot.incomplete_reason(self.name),
-                         on_unknown=on_unknown)
+        copy = Copy(id=request.id, worker=request.hostname, name=self.name, key=key,
+                    spec=spec, stamp=stamp, began=began)
+        verdict, covered = judge_copy(snapshot, copy, timing,
+                                      policy.on_unknown if policy is not None else "emit")
+        if verdict.run:
+            covering.record(request.id, self.name, covered)
         took = time.monotonic() - started
         level = logging.WARNING if verdict.unknown else logging.INFO
         logger.log(level, "ccs_beat guard: %s %s[%s]: %s (decided in %.2fs)",
@@ -227,9 +233,41 @@ def _stamp_of(request: Any) -> Mapping[str, Any] | None:
     return stamp if isinstance(stamp, Mapping) else None
 
 
-def _peers(snapshot: Snapshot, key: str, name: str, request: Any,
-           stamp: Mapping[str, Any] | None, spec: KeySpec,
-           began: float) -> tuple[Rank, list[Peer]]:
+@dataclass(frozen=True)
+class Copy:
+    """The guarded request that decides, as its own pool process knows it:
+    ``began`` is its own clock when its guard began."""
+
+    id: str
+    worker: str
+    name: str
+    key: str
+    spec: KeySpec
+    stamp: Mapping[str, Any] | None
+    began: float
+
+
+def judge_copy(snapshot: Snapshot, copy: Copy, timing: GuardTiming,
+               on_unknown: str) -> tuple[GuardVerdict, frozenset[str]]:
+    """The guard's whole decision from one read: run or step aside, and, for
+    a run, the identical requests it covers (seen waiting: sent before this
+    read, served by a body that starts after it). Pure; the simulation calls
+    it with the snapshots its simulated workers' replies make."""
+    me, peers = _peers(snapshot, copy)
+    cover = snapshot.cover_of(copy.id)
+    covered_by = None if cover is None else Peer(
+        task_id=cover.by, worker=cover.worker, age=None,
+        rank=rank_of(cover.by, cover.worker, None, None))
+    verdict = decide(me, peers, timing, incomplete=snapshot.incomplete_reason(copy.name),
+                     on_unknown=on_unknown, covered_by=covered_by)
+    if not verdict.run:
+        return verdict, frozenset()
+    waiting = frozenset(seen.id for seen in snapshot.tasks if seen.state == "reserved"
+                        and _key_of(seen, copy.name, copy.spec) == copy.key)
+    return verdict, waiting
+
+
+def _peers(snapshot: Snapshot, copy: Copy) -> tuple[Rank, list[Peer]]:
     """This task's rank and the other identical tasks active in ``snapshot``.
 
     A request of this very message seen beside this one on this worker (a
@@ -239,21 +277,21 @@ def _peers(snapshot: Snapshot, key: str, name: str, request: Any,
     ``time_start`` its worker reports to everyone else): never by the time it
     decides, which every other observer would see as a different rank."""
     mine = [seen for seen in snapshot.tasks if seen.state == "active"
-            and seen.id == request.id and seen.worker == request.hostname]
-    me_seen = _which_is_me(mine, began)
+            and seen.id == copy.id and seen.worker == copy.worker]
+    me_seen = _which_is_me(mine, copy.began)
     peers = []
     for seen in snapshot.tasks:
         if seen.state != "active" or seen is me_seen:
             continue
-        if seen.id != request.id and _key_of(seen, name, spec) != key:
+        if seen.id != copy.id and _key_of(seen, copy.name, copy.spec) != copy.key:
             continue
         view = snapshot.workers.get(seen.worker)
         peers.append(Peer(task_id=seen.id, worker=seen.worker,
                           rank=rank_of(seen.id, seen.worker, seen.stamp, seen.time_start),
                           age=seen.age, guarded=not (view is not None and view.legacy)))
     my_start = me_seen.time_start if me_seen is not None else None
-    me = rank_of(request.id, request.hostname, stamp,
-                 my_start if my_start is not None else began)
+    me = rank_of(copy.id, copy.worker, copy.stamp,
+                 my_start if my_start is not None else copy.began)
     return me, peers
 
 
@@ -376,4 +414,4 @@ def _check_worker(sender: Any = None, instance: Any = None, **_: Any) -> None:
                  settings.guard_timeout, settings.guard_margin, ", ".join(guarded))
 
 
-__all__ = ["SKIPPED", "SingletonTask", "task_default"]
+__all__ = ["SKIPPED", "Copy", "SingletonTask", "judge_copy", "task_default"]

@@ -26,7 +26,7 @@ class CannedReader:
         self.snap = snap
         self.reads = 0
 
-    def read(self, names=None) -> Snapshot:
+    def read(self, names=None, ids=None) -> Snapshot:
         self.reads += 1
         return self.snap
 

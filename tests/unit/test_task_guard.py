@@ -145,9 +145,9 @@ def test_peers_are_the_other_identical_active_tasks_with_their_own_clock_ages():
         "w2": WorkerView("w2", (_seen("twin", "w2", start=50.0, now=53.0, sent_at=7.0,
                                       key=key),), 53.0, None),
     }
-    request = type("R", (), {"id": "me", "hostname": "w1"})()
-    me, peers = task_module._peers(Snapshot(taken_at=0, workers=views), key, "t.declared",
-                                   request, None, DEFAULT_KEY, began=1000.01)
+    copy = task_module.Copy(id="me", worker="w1", name="t.declared", key=key,
+                            spec=DEFAULT_KEY, stamp=None, began=1000.01)
+    me, peers = task_module._peers(Snapshot(taken_at=0, workers=views), copy)
     assert me == (1000.0, "me", "w1", 1000.0)   # no stamp: the time_start w1 reports
     assert [(p.task_id, p.age, p.rank) for p in peers] == [
         ("twin", 3.0, (7.0, "twin", "w2", 50.0))]
@@ -204,15 +204,14 @@ def _request(task_id: str, worker: str, time_start: float, pid: int = 1, **extra
 
 def _verdict(replies: dict, task_id: str, worker: str, began: float, missing=()):
     from ccs_beat.cluster import parse_reply
-    from ccs_beat.guard import GuardTiming, decide
+    from ccs_beat.guard import GuardTiming
     snap = Snapshot(taken_at=began, workers={w: parse_reply(w, body)
                                              for w, body in replies.items()},
                     missing=frozenset(missing))
-    request = type("R", (), {"id": task_id, "hostname": worker})()
-    key = task_key("t.declared", [1], {})
-    me, peers = task_module._peers(snap, key, "t.declared", request, None, DEFAULT_KEY,
-                                   began=began)
-    return decide(me, peers, GuardTiming(), incomplete=snap.incomplete_reason("t.declared"))
+    copy = task_module.Copy(id=task_id, worker=worker, name="t.declared",
+                            key=task_key("t.declared", [1], {}), spec=DEFAULT_KEY,
+                            stamp=None, began=began)
+    return task_module.judge_copy(snap, copy, GuardTiming(), "emit")[0]
 
 
 def test_a_task_whose_own_workers_reply_is_lost_ranks_itself_as_the_others_rank_it():
