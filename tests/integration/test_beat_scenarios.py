@@ -7,6 +7,7 @@ decisions are read back from its log.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import time
 
@@ -230,3 +231,24 @@ def test_bad_configuration_stops_beat_with_an_error_naming_the_culprit(
     assert "ConfigurationError" in output
     for culprit in culprits:
         assert culprit in output
+
+
+def test_an_emission_that_ran_between_two_reads_does_not_block_the_next_run(make_cluster):
+    # expires outlasts the period (a user's choice): the message of one run is
+    # not expired yet at the next due time. It ran in 0.1 s, between two of
+    # beat's reads, so no read saw it -- but its worker remembers it took it
+    cluster = make_cluster(schedule={"quick": {
+        "task": "tests.sleep", "schedule": 2.0, "args": [0.1], "kwargs": {"tag": "quick"},
+        "options": {"expires": 3.5, "singleton": True}}})
+    cluster.start_worker("w1")
+    beat = cluster.start_beat()
+
+    wait_until(lambda: len(cluster.finished_runs("quick")) >= 5, 40, what="five runs")
+    cluster.stop(beat)
+
+    queued = [s for s in beatlog.skipped(beat.text(), "quick")
+              if "not picked up by any worker yet" in s.why]
+    assert not queued, queued
+    runs = cluster.finished_runs("quick")
+    for before, after in itertools.pairwise(runs):
+        assert after.start - before.start < 3.0, (before, after)   # no due time skipped

@@ -100,6 +100,52 @@ def test_default_expiry_is_the_time_to_the_next_run_less_a_margin(app, every, lo
     assert low <= sending.options["expires"] <= high
 
 
+class SlowReader(CannedReader):
+    """A cluster read that takes ``seconds`` (the first read of a beat waits
+    its whole timeout while it learns who the workers are)."""
+
+    def __init__(self, snap: Snapshot, seconds: float) -> None:
+        super().__init__(snap)
+        self.seconds = seconds
+
+    def read(self, names=None, ids=None) -> Snapshot:
+        time.sleep(self.seconds)
+        return super().read(names, ids)
+
+
+def test_default_expiry_counts_from_when_beat_took_the_run_up_not_from_the_send(app):
+    # every 2 s; the read takes 0.5 s: the message must be gone by the next
+    # due time (2 s after the run was taken up), not 2 s after the send
+    snap = Snapshot(taken_at=0, workers={"w1": WorkerView("w1", (), 0.0, None)})
+    ccs = Coordinator(app, sender=None, reader=SlowReader(snap, 0.5))
+    entry = make_entry(app, every=2.0)
+    taken_up = time.time()
+    ccs.judge(entry)
+    sending, _, expires_at = ccs.prepare(entry)
+    assert expires_at is not None and expires_at <= taken_up + 2.0
+    assert 1.2 <= sending.options["expires"] <= 1.35      # 2 s - 0.5 s read - 10 %
+
+
+def test_an_unseen_emission_a_worker_reports_done_no_longer_blocks(app):
+    # the emission ran between two reads (a short body): no read saw it, but
+    # the worker that received it says it no longer holds it
+    entry = make_entry(app, every=60.0, options={"singleton": True})
+    ccs = coordinator(app)
+    assert ccs.judge(entry).emit
+    sending, verdict, expires_at = ccs.prepare(entry)
+    ccs.write_ahead(entry, sending, verdict, expires_at)
+    task_id = sending.options["task_id"]
+    ccs.end_burst()
+    assert not ccs.judge(entry).emit                      # unseen, not expired: queued
+    assert ccs.ledger.unseen() == [task_id]
+
+    ccs.reader.snap = Snapshot(taken_at=0, workers={
+        "w1": WorkerView("w1", (), 0.0, None, done=frozenset({task_id}))})
+    ccs.end_burst()
+    assert ccs.judge(entry).emit
+    assert ccs.ledger.unseen() == []
+
+
 def test_crontab_entries_expire_before_their_next_run(app):
     ccs = coordinator(app)
     entry = ScheduleEntry(name="nightly", task="blobs.gc", schedule=crontab(minute=0, hour=3),

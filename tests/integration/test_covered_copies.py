@@ -1,0 +1,82 @@
+"""A copy that waits behind a full pool does not run again after the winner.
+
+Two identical guarded tasks sent together to one worker with one pool slot:
+the first starts at once; the second waits in the worker's reserved list and
+starts only when the first body has ended -- its read then finds nothing
+running. The first copy's read saw the second waiting, so its body (which
+began after that read) served both requests: the second steps aside, naming
+the first. A body that never ended (its pool process killed) serves nothing,
+and the waiting copy runs.
+
+Real worker processes on Redis and RabbitMQ; D = 0.6 s, T = 0.3 s. Not on
+the filesystem transport: its worker loop blocks while it hands a prefetched
+task to a full pool, so the running copy's read gets no reply from its own
+worker and cannot see the waiting one (docs/limits-faq.md).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import require_broker
+from tests.integration.harness import Cluster, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+SETTINGS = {"ccs_beat_guard_delay": 0.6, "ccs_beat_guard_timeout": 0.3,
+            "ccs_beat_guard_margin": 0.15}
+
+
+@pytest.fixture(params=["redis", "amqp"])
+def cluster(request, tmp_path) -> Iterator[Cluster]:
+    cluster = Cluster(require_broker(request.param), tmp_path, settings=SETTINGS)
+    yield cluster
+    cluster.close()
+
+
+def _send_pair(cluster, seconds: float) -> tuple[str, str]:
+    first = cluster.app.send_task("tests.guarded", args=[seconds], kwargs={"tag": "pair"},
+                                  queue=cluster.queue).id
+    second = cluster.app.send_task("tests.guarded", args=[seconds], kwargs={"tag": "pair"},
+                                   queue=cluster.queue).id
+    return first, second
+
+
+def _decided(worker, task_id: str) -> bool:
+    return re.search(rf"tests\.guarded\[{task_id}\]: .*\(decided in", worker.text()) is not None
+
+
+def _starts(cluster) -> list[dict]:
+    return [r for r in cluster.records() if r["kind"] == "start"]
+
+
+def test_a_copy_waiting_behind_a_full_pool_steps_aside_for_the_run_that_served_it(cluster):
+    worker = cluster.start_worker("w1", concurrency=1)
+    first, second = _send_pair(cluster, 1.5)
+
+    wait_until(lambda: _decided(worker, second), 60, what="the waiting copy's decision")
+    wait_until(lambda: cluster.finished_runs(), 30, what="the first body to end")
+
+    starts = _starts(cluster)
+    assert [r["id"] for r in starts] == [first], f"bodies that ran: {starts}"
+    assert f"skipped duplicate tests.guarded[{second}]" in worker.text()
+    reason = worker.text().split(f"skipped duplicate tests.guarded[{second}]: ", 1)[1]
+    assert first in reason.splitlines()[0], reason.splitlines()[0]
+
+
+def test_a_run_whose_pool_process_died_serves_nothing_and_the_waiting_copy_runs(cluster):
+    worker = cluster.start_worker("w1", concurrency=1)
+    first, second = _send_pair(cluster, 30.0)
+
+    wait_until(lambda: _starts(cluster), 60, what="the first body to start")
+    (victim,) = _starts(cluster)
+    assert victim["id"] == first
+    os.kill(victim["pid"], signal.SIGKILL)     # the pool process, not the worker
+
+    wait_until(lambda: _decided(worker, second), 60, what="the waiting copy's decision")
+    assert [r["id"] for r in _starts(cluster)] == [first, second], worker.text()[-3000:]
