@@ -210,6 +210,18 @@ class Snapshot:
             self._indexes[spec] = found
         return found
 
+    def matching(self, spec: KeySpec, key: str, name: str) -> list[SeenTask]:
+        """The tasks identical to a task ``name`` of key ``key`` under ``spec``,
+        by the worker guard's own rule: the same task name and arguments of
+        that key, or a sender's stamp naming that key. A key function that
+        ignores the task name cannot make another task's request identical in
+        beat's eyes while the guard would let both run."""
+        found = [t for t in self.index(spec).get(key, []) if t.name == name]
+        seen = {id(t) for t in found}
+        found.extend(t for t in self.tasks if id(t) not in seen and t.stamp is not None
+                     and t.stamp.get("key") == key)
+        return found
+
     def summary(self) -> str:
         text = (f"{len(self.workers)} worker(s) answered in {self.elapsed * 1000:.0f} ms, "
                 f"{sum(len(v.tasks) for v in self.workers.values())} task(s) seen")

@@ -19,6 +19,7 @@ from typing import Any
 
 from celery import states
 from celery.beat import BeatLazyFunc
+from celery.utils.time import maybe_iso8601
 from kombu.utils.uuid import uuid
 
 from . import signals
@@ -95,6 +96,20 @@ def due_since(entry: Any) -> float | None:
         remaining = entry.schedule.remaining_estimate(entry.last_run_at)
         return time.time() + remaining.total_seconds()
     except Exception:  # noqa: BLE001 - exotic schedule: treat it as due just now
+        return None
+
+
+def _own_expiry(name: str, own: Any) -> Any:
+    """An entry's own ``expires`` as seconds or a datetime. Celery also takes
+    an ISO 8601 string; anything else is named at WARNING and the default
+    expiry used, never silently replaced."""
+    if not isinstance(own, str):
+        return own
+    try:
+        return maybe_iso8601(own)
+    except (TypeError, ValueError):
+        logger.warning("ccs_beat: %s: expires %r is neither seconds nor an ISO 8601 time; "
+                       "sending it with the default expiry", describe_entry(name), own[:80])
         return None
 
 
@@ -252,7 +267,7 @@ class Coordinator:
             snap = self.snapshot(None if buffered else due_since(entry))
             now = time.time()
             outstanding = self.ledger.outstanding(key, snap, now, self._result_ready())
-            matches = [] if snap.failure else snap.index(policy.key).get(key, [])
+            matches = [] if snap.failure else snap.matching(policy.key, key, entry.task)
             decision = decide(policy, matches=matches, outstanding=outstanding,
                               incomplete=snap.incomplete_reason(entry.task), now=now)
         except Exception as exc:   # beat must go on; on_unknown decides
@@ -350,7 +365,7 @@ class Coordinator:
         when it runs next or says it is due again already."""
         if policy.expires is not None:
             return policy.expires
-        own = options.get("expires")
+        own = _own_expiry(entry.name, options.get("expires"))
         if isinstance(own, datetime):
             return max(0.0, own.timestamp() - now)
         if isinstance(own, (int, float)) and not isinstance(own, bool):

@@ -110,7 +110,7 @@ class GuardVerdict:
         return self.action == RUN
 
 
-def _clock(value: Any) -> bool:
+def is_clock(value: Any) -> bool:
     """True for a finite number of seconds (not a bool, not NaN, not 10**400)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
@@ -122,9 +122,9 @@ def _clock(value: Any) -> bool:
 
 def rank_of(task_id: str, worker: str, stamp: Any, time_start: float | None) -> Rank:
     """The rank every observer computes for a task: stamp first, else time_start."""
-    started = float(time_start) if _clock(time_start) else float("inf")
+    started = float(time_start) if is_clock(time_start) else float("inf")
     sent_at = stamp.get("sent_at") if isinstance(stamp, Mapping) else None
-    if not _clock(sent_at):   # absent, or forged: NaN would make every comparison false
+    if not is_clock(sent_at):   # absent, or forged: NaN would make every comparison false
         sent_at = started
     return (float(sent_at), task_id, worker, started)
 

@@ -41,7 +41,7 @@ from . import signals as ccs_signals
 from .cluster import ClusterReader, SeenTask, Snapshot
 from .control import STAMP_HEADER, make_stamp
 from .errors import ConfigurationError, UnkeyableError
-from .guard import GuardTiming, GuardVerdict, Peer, Rank, decide, rank_of
+from .guard import GuardTiming, GuardVerdict, Peer, Rank, decide, is_clock, rank_of
 from .identity import DEFAULT_KEY, KeySpec, task_key
 from .logs import get_logger
 from .policy import Policy, Settings, load_settings, parse_policy
@@ -143,6 +143,12 @@ class SingletonTask(Task):
                          self.name, request.id, exc)
             return None
         timing = settings.guard_timing
+        limit = _too_short(getattr(request, "timelimit", None) or (), timing)
+        if limit is not None:
+            logger.warning("ccs_beat guard: %s[%s] was sent with a time limit of %gs, shorter "
+                           "than the guard's D + T + margin (%gs): it may be stopped before "
+                           "its body starts", self.name, request.id, limit,
+                           timing.committed_after)
         began, started = time.time(), time.monotonic()
         time.sleep(timing.delay)
         snapshot = _reader(self.app, settings).read([self.name], legacy=False)
@@ -180,6 +186,11 @@ class SingletonTask(Task):
                                request.id, exc)
         ccs_signals.duplicate_skipped.send(sender=self, task_id=request.id, winner=winner,
                                            reason=verdict.reason, unknown=verdict.unknown)
+        if getattr(request, "chord", None):
+            logger.warning("ccs_beat guard: %s[%s] is a member of a chord's header and stepped "
+                           "aside: Celery counts only members that succeed or fail, so that "
+                           "chord's body will not run. Do not put guarded singletons in a "
+                           "chord's header.", self.name, request.id)
 
 
 # -- one identity per task ----------------------------------------------------------
@@ -367,6 +378,31 @@ def _call_of(body: Any, headers: Mapping[str, Any]) -> tuple[Any, Any]:
     return (), {}
 
 
+# -- time limits ---------------------------------------------------------------------
+
+
+def _too_short(limits: Any, timing: GuardTiming) -> float | None:
+    """The shortest of ``limits`` (seconds) that ends before a guard can have
+    decided (``D + T + margin``), or None."""
+    short = [float(v) for v in limits if is_clock(v) and 0 < float(v) <= timing.committed_after]
+    return min(short) if short else None
+
+
+def _check_time_limits(app: Any, tasks: list[Any], timing: GuardTiming) -> None:
+    """A time limit shorter than the guard's decision kills every copy before
+    its body starts, so no copy ever runs: say so at start, naming the task."""
+    for task in tasks:
+        limits = (task.soft_time_limit or app.conf.task_soft_time_limit,
+                  task.time_limit or app.conf.task_time_limit)
+        limit = _too_short(limits, timing)
+        if limit is not None:
+            logger.error("ccs_beat guard: %s has a time limit of %gs, but its guard takes up "
+                         "to D + T + margin = %gs before the body starts: every guarded copy "
+                         "would be stopped before it runs. Raise the limit or lower "
+                         "ccs_beat_guard_delay/timeout.", task.name, limit,
+                         timing.committed_after)
+
+
 # -- worker start --------------------------------------------------------------------
 
 
@@ -402,6 +438,7 @@ def _check_worker(sender: Any = None, instance: Any = None, **_: Any) -> None:
         guarded.append(name)
     if not guarded:
         return
+    _check_time_limits(app, [app.tasks[name] for name in guarded], settings.guard_timing)
     pool = getattr(sender, "pool_cls", None)
     pool_name = pool if isinstance(pool, str) else getattr(pool, "__module__", "") or ""
     if "solo" in pool_name.lower():

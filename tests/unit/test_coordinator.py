@@ -7,7 +7,7 @@ everything that talks to a broker is covered by tests/integration.
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from celery import Celery
@@ -181,6 +181,23 @@ def test_policy_expiry_wins_and_an_entrys_own_expiry_is_kept_otherwise(app):
         ccs.judge(entry)
         sending, _, _ = ccs.prepare(entry)
         assert sending.options["expires"] == expected
+
+
+def test_an_entrys_own_iso_8601_expiry_is_kept_and_a_garbled_one_is_named(app, caplog):
+    ccs = coordinator(app)
+    at = time.time() + 30
+    iso = make_entry(app, "iso", options={"expires": datetime.fromtimestamp(
+        at, tz=timezone.utc).isoformat()})
+    ccs.judge(iso)
+    sending, _, expires_at = ccs.prepare(iso)
+    assert 29 <= sending.options["expires"] <= 30 and abs(expires_at - at) < 1
+
+    garbled = make_entry(app, "garbled", every=60.0, options={"expires": "soon"})
+    ccs.judge(garbled)
+    with caplog.at_level("WARNING", logger="ccs_beat"):
+        sending, _, _ = ccs.prepare(garbled)
+    assert "beat entry 'garbled': expires 'soon' is neither seconds" in caplog.text
+    assert 58.5 <= sending.options["expires"] <= 59.0      # the default
 
 
 def test_allow_entries_are_sent_unstamped_without_a_cluster_read(app):
@@ -463,3 +480,30 @@ def test_an_entry_renamed_while_its_emission_waits_is_still_blocked_by_it(app):
     verdict = ccs.judge(make_entry(app, "nightly (renamed)", options={"singleton": True}))
 
     assert not verdict.emit and verdict.decision.blocker.task_id == sent
+
+
+def everything_is_one(name, args, kwargs):
+    """A key function that ignores the task name."""
+    return "one"
+
+
+def test_a_key_function_ignoring_the_name_matches_only_the_entrys_own_task(app):
+    # the worker guard compares a task only with requests of its own name (or
+    # stamped with its key): beat must agree, or it skips for a task the guard
+    # would let run beside it
+    app.conf.ccs_beat_key_functions = {"one": "tests.unit.test_coordinator.everything_is_one"}
+    entry = make_entry(app, options={"singleton": {"key": "one"}})
+    other = SeenTask(id="other", name="blobs.other", args=[1], kwargs={}, state="active",
+                     worker="w1", time_start=0.0, worker_now=1.0)
+    same = SeenTask(id="same", name="blobs.gc", args=[9], kwargs={}, state="active",
+                    worker="w1", time_start=0.0, worker_now=1.0)
+    stamped = SeenTask(id="stamped", name="blobs.third", args=[], kwargs={}, state="active",
+                       worker="w1", time_start=0.0, worker_now=1.0,
+                       stamp={"key": "one", "sent_at": 0.0})
+    snap = Snapshot(taken_at=0, workers={"w1": WorkerView("w1", (other,), 1.0, None)})
+    assert coordinator(app, snap).judge(entry).emit
+
+    for seen in (same, stamped):
+        snap = Snapshot(taken_at=0, workers={"w1": WorkerView("w1", (other, seen), 1.0, None)})
+        verdict = coordinator(app, snap).judge(entry)
+        assert not verdict.emit and verdict.decision.blocker.task_id == seen.id

@@ -190,6 +190,37 @@ def test_stepping_aside_sends_duplicate_skipped_with_the_winner(app):
                                "unknown": False})]
 
 
+def test_a_chord_header_member_that_steps_aside_warns_that_the_body_will_not_run(app, caplog):
+    from ccs_beat.guard import GuardVerdict
+
+    declared = app.tasks["t.declared"]
+    declared.push_request(id="member", hostname="w1", called_directly=False,
+                          chord={"task": "body"})
+    try:
+        with caplog.at_level("WARNING", logger="ccs_beat"):
+            declared._ccs_step_aside(GuardVerdict("skip", "an identical task is already running"))
+    finally:
+        declared.pop_request()
+    assert "t.declared[member] is a member of a chord's header" in caplog.text
+    assert "body will not run" in caplog.text
+
+
+def test_a_time_limit_shorter_than_the_guard_is_an_error_at_worker_start(app, caplog):
+    from ccs_beat.guard import GuardTiming
+
+    declared = app.tasks["t.declared"]
+    declared.soft_time_limit = 2.0
+    try:
+        with caplog.at_level("ERROR", logger="ccs_beat"):
+            task_module._check_time_limits(app, [declared], GuardTiming())
+    finally:
+        declared.soft_time_limit = None
+    assert "t.declared has a time limit of 2s" in caplog.text
+    caplog.clear()
+    task_module._check_time_limits(app, [declared], GuardTiming())
+    assert "time limit" not in caplog.text
+
+
 # -- peers and rank, from the reply payloads workers send -------------------------
 
 def _reply(now: float, *active: dict) -> dict:

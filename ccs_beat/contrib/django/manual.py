@@ -82,7 +82,7 @@ def run_now(app: Any, periodic_tasks: Iterable[Any],
                                   f"this action (id {twin})"))
             continue
         if policy is not None and snapshot is not None and key is not None:
-            matches = [] if snapshot.failure else snapshot.index(policy.key).get(key, [])
+            matches = [] if snapshot.failure else snapshot.matching(policy.key, key, model.task)
             now = time.time()
             decision = decide(policy, matches=matches, outstanding=[],
                               incomplete=snapshot.incomplete_reason(model.task), now=now)

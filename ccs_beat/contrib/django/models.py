@@ -86,7 +86,7 @@ class SingletonSettings(models.Model):
         blank=True, default="")
     expires = models.FloatField(
         "message expiry (seconds)", null=True, blank=True,
-        help_text="Empty: one period of the schedule from sending, less min(1 s, 10 %).")
+        help_text="Empty: until the next due time, less min(1 s, 10 %).")
     changed_at = models.DateTimeField(auto_now=True)
 
     objects = SingletonSettingsQuerySet.as_manager()
