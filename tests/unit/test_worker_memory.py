@@ -135,19 +135,37 @@ def received_request(task_id: str, stamp) -> SimpleNamespace:
     return SimpleNamespace(id=task_id, request_dict={control.STAMP_HEADER: stamp})
 
 
-def test_a_worker_says_which_asked_emissions_it_received_and_no_longer_holds(received):
-    control._note_received(request=received_request("E1", {"key": "k", "entry": "gc"}))
-    control._note_received(request=received_request("E2", {"key": "k", "entry": "gc"}))
-    control._note_received(request=received_request("M", {"key": "k"}))   # not beat's
+def started(task_id: str, stamp) -> None:
+    """What the pool process does as the body is about to run."""
+    control._note_started(task_id=task_id,
+                          task=SimpleNamespace(request=SimpleNamespace(ccs_beat=stamp)))
+
+
+def test_a_worker_says_which_asked_emissions_it_received_started_and_no_longer_holds(
+        received, folder):
+    for task_id in ("E1", "E2", "M"):
+        stamp = {"key": "k"} if task_id == "M" else {"key": "k", "entry": "gc"}  # M: not beat's
+        control._note_received(request=received_request(task_id, stamp))
+        started(task_id, stamp)
     assert control._done(["E1", "E2", "M", "never"], held={"E2"}) == ["E1"]
     assert control._done(None, held=set()) == []
 
 
-def test_the_memory_of_received_emissions_is_bounded(received, monkeypatch):
+def test_a_received_emission_that_never_started_is_not_done(received, folder):
+    # a prefetched message goes back to the queue when the connection is lost
+    # or the worker shuts down warm: the worker no longer holds it, but it is
+    # still queued, and beat must keep counting it
+    control._note_received(request=received_request("E1", {"entry": "gc"}))
+    assert control._done(["E1"], held=set()) == []
+
+
+def test_the_memory_of_received_emissions_is_bounded(received, folder, monkeypatch):
     monkeypatch.setattr(control, "MAX_RECEIVED", 3)
     for i in range(5):
         control._note_received(request=received_request(f"E{i}", {"entry": "gc"}))
+        started(f"E{i}", {"entry": "gc"})
     assert list(received) == ["E2", "E3", "E4"]
+    assert len(list(folder.iterdir())) == 3      # the start marks of forgotten ones go too
 
 
 def test_done_ids_reach_the_snapshot_and_a_garbled_list_is_named():
