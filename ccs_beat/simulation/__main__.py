@@ -7,8 +7,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from .model import CONDITIONS
-from .report import default_processes, format_table, run
+from .model import CCS, CONDITIONS, RULES
+from .report import default_processes, explain, format_table, run
 
 DEFAULT_SCENARIOS = 4_000
 QUICK_SCENARIOS = 200
@@ -25,7 +25,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="processes to spread the scenarios over (default: up to 2)")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_SCENARIOS} scenarios, for a smoke test")
+    parser.add_argument("--explain", type=int, metavar="INDEX",
+                        help="print the timeline of scenario INDEX instead of the table")
+    parser.add_argument("--condition", default=CONDITIONS[0].name,
+                        help="the condition --explain replays (a row's name)")
+    parser.add_argument("--rule", choices=RULES, default=CCS, help="the rule --explain uses")
     args = parser.parse_args(argv)
+    if args.explain is not None:
+        named = {c.name: c for c in CONDITIONS}
+        if args.condition not in named:
+            parser.error(f"--condition must be one of: {', '.join(named)}")
+        print(explain(args.seed, args.explain, named[args.condition], args.rule))
+        return 0
     scenarios = QUICK_SCENARIOS if args.quick else args.scenarios
     if scenarios < 1:
         parser.error("--scenarios must be at least 1")

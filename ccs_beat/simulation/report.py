@@ -134,6 +134,10 @@ def _cell(count: int, total: int) -> str:
     return f"{count} ({100 * count / total:.2f}%)" if count and total else str(count)
 
 
+MODEL = ("Model: 2-4 workers (+1 joining), clocks skewed up to +/-30 s, 1-3 pool slots "
+         "(half busy up to 4 s), 2-6 copies sent at once or spread over 3-6 s, 30% "
+         "unstamped, delivery lag 0-2 s, bodies 0.1-60 s; each row adds what it names.")
+
 HEADER = ("condition", "ccs_beat double runs", "ccs_beat runs twice in sequence",
           "ccs_beat collective suicides", "ccs_beat runs lost to crashes",
           "talk double runs", "talk twice in sequence", "talk suicides",
@@ -153,6 +157,7 @@ def format_table(results: Sequence[ConditionResult]) -> str:
                      f"the full T, earliest time_start wins. {results[0].scenarios} seeded "
                      f"scenarios per condition (seed {results[0].seed}), same scenarios for "
                      "both rules.")
+        lines.append(MODEL)
     lines += ["", "| " + " | ".join(HEADER) + " |",
               "| " + " | ".join(["---"] + ["---:"] * (len(HEADER) - 1)) + " |"]
     for r in results:
