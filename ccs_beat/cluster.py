@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -422,6 +422,78 @@ def parse_legacy(worker: str, replies: Mapping[str, Any]) -> WorkerView:
                       dropped=tuple(dropped))
 
 
+# -- from collected replies to a snapshot -------------------------------------
+
+#: reads workers without ccs_beat with the stock commands: ``(hosts, views,
+#: garbled)`` -> broadcasts made; fills ``views`` and ``garbled``
+LegacyReader = Callable[[list[str], dict[str, WorkerView], dict[str, str]], int]
+
+
+def parse_bodies(bodies: Mapping[str, Any], undecodable: Iterable[str] = (),
+                 ) -> tuple[dict[str, WorkerView], dict[str, str], list[str]]:
+    """Parse the collected reply bodies: ``(views, garbled, legacy)``, where
+    ``legacy`` are the workers that answered "unknown command" (no ccs_beat).
+    Pure, so the simulation turns its simulated replies into the very views a
+    real read makes."""
+    undecodable = list(undecodable)
+    views: dict[str, WorkerView] = {}
+    garbled: dict[str, str] = {}
+    if undecodable:   # whose it was cannot be told: the read is not complete
+        garbled["(undecodable reply)"] = (f"{len(undecodable)} reply(ies) could not be "
+                                          f"decoded: {undecodable[0]}")
+    legacy = []
+    for host, body in bodies.items():
+        if not usable_hostname(host):
+            garbled[printable(host)[:200]] = "the worker name holds control characters"
+            continue
+        if is_unknown_command_error(body):
+            legacy.append(host)
+            continue
+        try:
+            views[host] = parse_reply(host, body)
+        except GarbledReply as exc:
+            garbled[host] = str(exc)
+            logger.warning("ccs_beat: unusable reply from worker %s: %s", host, exc)
+    return views, garbled, legacy
+
+
+def snapshot_from_replies(bodies: Mapping[str, Any], membership: Membership, *,
+                          clock: Callable[[], float], taken_at: float, started: float,
+                          timeout: float,
+                          undecodable: Iterable[str] = (),
+                          read_legacy: LegacyReader | None = None,
+                          broadcasts: int = 1) -> Snapshot:
+    """The snapshot one read's collected reply ``bodies`` make: parsed views,
+    garbled replies, and the expected workers that stayed silent (recorded in
+    ``membership``, which is what a read learns for the next one).
+
+    ``clock`` is the reader's monotonic clock, read once the replies are
+    parsed (and the legacy workers read): the read's end; ``started`` is that
+    clock at its start, ``taken_at`` the wall clock at its start. Without
+    ``read_legacy`` (the worker guard's reads), workers without ccs_beat count
+    as unreadable. No broker here: :class:`ClusterReader` and the simulation
+    (:mod:`ccs_beat.simulation`) both build their snapshots with it.
+    """
+    views, garbled, legacy = parse_bodies(bodies, undecodable)
+    if legacy and read_legacy is not None:
+        broadcasts += read_legacy(legacy, views, garbled)
+    else:
+        for host in legacy:
+            garbled[host] = f"does not serve {COMMAND} (ccs_beat not imported there)"
+    now = clock()
+    silent = set(membership.expected()) - bodies.keys()
+    missing, gone = membership.observe(
+        now, answered=bodies.keys(),
+        peer_lists=[v.peers for v in views.values() if not v.legacy],
+        silent=silent)
+    for host in sorted(gone):
+        logger.info("ccs_beat: worker %s no longer answers and Celery no longer sees it "
+                    "alive; presumed gone", host)
+    return Snapshot(taken_at=taken_at, elapsed=now - started, workers=views,
+                    missing=missing, garbled=garbled, broadcasts=broadcasts,
+                    timeout=timeout)
+
+
 # -- the broker side --------------------------------------------------------
 
 def check_broadcast_support(app: Any) -> None:
@@ -567,42 +639,14 @@ class ClusterReader:
                     break
         chan.after_reply_message_received(queue.name)
 
-        views: dict[str, WorkerView] = {}
-        garbled: dict[str, str] = {}
-        if undecodable:   # whose it was cannot be told: the read is not complete
-            garbled["(undecodable reply)"] = (f"{len(undecodable)} reply(ies) could not be "
-                                              f"decoded: {undecodable[0]}")
-        legacy = []
-        for host, body in bodies.items():
-            if not usable_hostname(host):
-                garbled[printable(host)[:200]] = "the worker name holds control characters"
-                continue
-            if is_unknown_command_error(body):
-                legacy.append(host)
-                continue
-            try:
-                views[host] = parse_reply(host, body)
-            except GarbledReply as exc:
-                garbled[host] = str(exc)
-                logger.warning("ccs_beat: unusable reply from worker %s: %s", host, exc)
-        if legacy and legacy_read:
-            broadcasts += self._read_legacy(conn, legacy, views, garbled)
-        elif legacy:
-            for host in legacy:
-                garbled[host] = f"does not serve {COMMAND} (ccs_beat not imported there)"
+        def read_legacy(hosts: list[str], views: dict[str, WorkerView],
+                        garbled: dict[str, str]) -> int:
+            return self._read_legacy(conn, hosts, views, garbled)
 
-        now = time.monotonic()
-        silent = set(self.membership.expected()) - bodies.keys()
-        missing, gone = self.membership.observe(
-            now, answered=bodies.keys(),
-            peer_lists=[v.peers for v in views.values() if not v.legacy],
-            silent=silent)
-        for host in sorted(gone):
-            logger.info("ccs_beat: worker %s no longer answers and Celery no longer sees it "
-                        "alive; presumed gone", host)
-        return Snapshot(taken_at=started_wall, elapsed=now - started, workers=views,
-                        missing=missing, garbled=garbled, broadcasts=broadcasts,
-                        timeout=self.timeout)
+        return snapshot_from_replies(
+            bodies, self.membership, clock=time.monotonic, taken_at=started_wall,
+            started=started, timeout=self.timeout, undecodable=undecodable,
+            read_legacy=read_legacy if legacy_read else None, broadcasts=broadcasts)
 
     def _read_legacy(self, conn: Any, hosts: list[str], views: dict[str, WorkerView],
                      garbled: dict[str, str]) -> int:
