@@ -153,7 +153,8 @@ class Snapshot:
         return self._by_id.get(task_id)
 
     def cover_of(self, task_id: str) -> Cover | None:
-        """A run, other than ``task_id`` itself, that covered request ``task_id``."""
+        """A run that covered request ``task_id`` (a redelivery of the very
+        message that ran, too: the run's read saw it waiting)."""
         for view in self.workers.values():
             for cover in view.covers:
                 if task_id in cover.ids:
@@ -383,7 +384,7 @@ def _covers_from(body: Mapping[str, Any], worker: str) -> tuple[Cover, ...]:
                 and isinstance(item.get("name"), str) and isinstance(item.get("ended"), bool)):
             raise GarbledReply(f"a 'covered' record is {item!r:.120}")
         covers.append(Cover(by=item["by"], worker=worker, name=item["name"],
-                            ids=_ids(item.get("ids"), "covered ids") - {item["by"]},
+                            ids=_ids(item.get("ids"), "covered ids"),
                             ended=item["ended"]))
     return tuple(covers)
 

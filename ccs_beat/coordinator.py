@@ -19,7 +19,7 @@ from typing import Any
 
 from celery import states
 from celery.beat import BeatLazyFunc
-from celery.utils.time import maybe_iso8601
+from celery.utils.time import maybe_iso8601, maybe_make_aware
 from kombu.utils.uuid import uuid
 
 from . import signals
@@ -367,7 +367,8 @@ class Coordinator:
             return policy.expires
         own = _own_expiry(entry.name, options.get("expires"))
         if isinstance(own, datetime):
-            return max(0.0, own.timestamp() - now)
+            # a naive time is in the app's zone, as Celery reads it
+            return max(0.0, maybe_make_aware(own, self.app.timezone).timestamp() - now)
         if isinstance(own, (int, float)) and not isinstance(own, bool):
             return float(own)
         try:

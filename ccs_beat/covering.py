@@ -15,10 +15,14 @@ that starts later steps aside for that run (``ccs_beat.guard.decide``). No
 clock of another host is compared with anything: the order comes from one
 read.
 
-A body that never returned (its pool process was killed) covers nothing: its
-record is dropped once the request is gone from the worker, and the waiting
-copies run. A record is a small JSON file in the main process's folder of
-marks (see :mod:`ccs_beat.skipping`), written by the pool process.
+A body that never returned (its pool process was killed), or that asked for a
+retry, covers nothing: its record is dropped, and the waiting copies run or
+step aside by the rule alone. The copies a run covers are those it saw
+waiting (reserved) or still deciding (active, younger than ``D + T +
+margin``): all were sent before its read.
+
+A record is a small JSON file in the main process's folder of marks (see
+:mod:`ccs_beat.skipping`), written by the pool process.
 """
 
 from __future__ import annotations
@@ -70,6 +74,15 @@ def ended(task_id: str) -> None:
     with contextlib.suppress(OSError):
         os.replace(path + RUNNING, path + ENDED)
         os.utime(path + ENDED)
+
+
+def dropped(task_id: str) -> None:
+    """The body of this pool process's ``task_id`` asked for a retry (or to
+    be requeued): it served nobody yet, and the copies it covered must run
+    or step aside by the rule alone."""
+    folder = skipping.folder()
+    if folder is not None:
+        _remove(os.path.join(folder, _stem(task_id, os.getpid())) + RUNNING)
 
 
 def reported(active: Iterable[tuple[str, int | None]], names: set[str] | None,

@@ -34,7 +34,7 @@ from typing import Any
 from celery import Task, signals
 from celery._state import get_current_app
 from celery.backends.base import DisabledBackend
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, Reject, Retry
 
 from . import covering, skipping
 from . import signals as ccs_signals
@@ -123,12 +123,24 @@ class SingletonTask(Task):
                          request.id)
             verdict = None
         if verdict is None or verdict.run:
-            try:
-                return self.run(*args, **kwargs)
-            finally:
-                covering.ended(request.id)
+            return self._ccs_run(request.id, args, kwargs)
         self._ccs_step_aside(verdict)
         raise Ignore()   # acknowledged, no retry, no callbacks; state set above
+
+    def _ccs_run(self, task_id: str, args: Any, kwargs: Any) -> Any:
+        """The body, and what its end means for the requests it covered: a
+        body that returned or raised has served them; one that asked for a
+        retry or to be requeued has not yet (the new attempt decides again)."""
+        try:
+            result = self.run(*args, **kwargs)
+        except (Retry, Reject):
+            covering.dropped(task_id)
+            raise
+        except BaseException:
+            covering.ended(task_id)
+            raise
+        covering.ended(task_id)
+        return result
 
     def _ccs_guard(self, args: Any, kwargs: Any, stamp: Mapping[str, Any] | None,
                    policy: Policy | None) -> GuardVerdict | None:
@@ -269,13 +281,22 @@ def judge_copy(snapshot: Snapshot, copy: Copy, timing: GuardTiming,
     covered_by = None if cover is None else Peer(
         task_id=cover.by, worker=cover.worker, age=None,
         rank=rank_of(cover.by, cover.worker, None, None))
-    verdict = decide(me, peers, timing, incomplete=snapshot.incomplete_reason(copy.name),
+    # a deciding peer that a run has covered steps aside: it wins nothing
+    contenders = [p for p in peers if not (_deciding(p, timing)
+                                           and snapshot.cover_of(p.task_id) is not None)]
+    verdict = decide(me, contenders, timing, incomplete=snapshot.incomplete_reason(copy.name),
                      on_unknown=on_unknown, covered_by=covered_by)
     if not verdict.run:
         return verdict, frozenset()
-    waiting = frozenset(seen.id for seen in snapshot.tasks if seen.state == "reserved"
-                        and _key_of(seen, copy.name, copy.spec) == copy.key)
-    return verdict, waiting
+    # every identical request this read saw, waiting or still deciding, was
+    # sent before it; the body starts after it
+    waiting = {seen.id for seen in snapshot.tasks if seen.state == "reserved"
+               and _key_of(seen, copy.name, copy.spec) == copy.key}
+    return verdict, frozenset(waiting | {p.task_id for p in peers if _deciding(p, timing)})
+
+
+def _deciding(peer: Peer, timing: GuardTiming) -> bool:
+    return peer.guarded and peer.age is not None and peer.age <= timing.committed_after
 
 
 def _peers(snapshot: Snapshot, copy: Copy) -> tuple[Rank, list[Peer]]:

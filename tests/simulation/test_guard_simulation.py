@@ -58,8 +58,8 @@ def test_ccs_rule_never_double_runs_or_suicides_when_replies_arrive_within_T(mai
                                ccs.examples.get("suicides", [])]
     assert ccs.lost_to_crash == 0
     # copies still in the broker when the winner read (delivery lag up to 2 s)
-    # are not covered: measured 20.6 % over 2,000 (docs table)
-    assert_rate("inside T, ccs_beat twice in sequence", ccs.in_sequence, 3_000, 17.0, 24.0)
+    # are not covered: measured 16.2 % over 3,000 (docs table)
+    assert_rate("inside T, ccs_beat twice in sequence", ccs.in_sequence, 3_000, 13.0, 19.5)
 
 
 def test_talks_rule_fails_on_the_same_seeds(main_results):
@@ -83,14 +83,16 @@ def test_no_double_run_and_no_suicide_where_every_reply_arrives_within_T(name):
                                       for i in examples.get("suicides", [])]
 
 
-def test_retry_of_a_covering_run_can_end_in_collective_suicide():
-    # a production finding (docs/guard.md, bounds): a run that covered a
-    # waiting copy calls retry(); the covered copy and the retried request are
-    # deciding together, the retry ranks itself behind the covered copy, and the
-    # covered copy steps aside for the cover. Measured 20 of 2,000 (1.00 %).
+def test_retry_of_a_covering_run_does_not_end_in_collective_suicide():
+    # found by this simulation: a run that covered a waiting copy called
+    # retry(); its record still counted, so the covered copy stepped aside,
+    # and the retried request stepped aside for the covered copy, which ranked
+    # first: 20 of 2,000 scenarios ran nothing. A retry now drops the record,
+    # and a covered copy that is still deciding wins nothing
     result = one(BY_NAME["retry() with countdown"], 1_000)
     assert result.ccs.double_runs == 0
-    assert_rate("retry, ccs_beat suicides", result.ccs.suicides, 1_000, 0.3, 2.0)
+    assert result.ccs.suicides == 0, [simulation.explain(SEED, i) for i in
+                                      result.ccs.examples.get("suicides", [])]
 
 
 def test_same_seed_gives_identical_results_in_one_process_or_two():

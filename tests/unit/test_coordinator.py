@@ -200,6 +200,23 @@ def test_an_entrys_own_iso_8601_expiry_is_kept_and_a_garbled_one_is_named(app, c
     assert 58.5 <= sending.options["expires"] <= 59.0      # the default
 
 
+def test_a_naive_iso_8601_expiry_is_read_in_the_apps_zone_as_celery_reads_it(app, monkeypatch):
+    # beat's host in Tokyo, the app in UTC (Celery's default): the message
+    # must live the two hours Celery gives it, not expire on arrival
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        at = datetime.now(timezone.utc) + timedelta(hours=2)
+        entry = make_entry(app, "iso", options={"expires": at.replace(tzinfo=None).isoformat()})
+        ccs = coordinator(app)
+        ccs.judge(entry)
+        sending, _, _ = ccs.prepare(entry)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert 7190 <= sending.options["expires"] <= 7200
+
+
 def test_allow_entries_are_sent_unstamped_without_a_cluster_read(app):
     ccs = coordinator(app)
     entry = make_entry(app, options={"singleton": False})

@@ -173,3 +173,41 @@ def test_done_ids_reach_the_snapshot_and_a_garbled_list_is_named():
     assert snap.done("E1") and not snap.done("E2")
     with pytest.raises(GarbledReply, match="done"):
         parse_reply("w1", reply(done=[1]))
+
+
+def test_a_run_that_asked_for_a_retry_has_served_nobody_yet(folder):
+    from celery import Celery
+    from celery.exceptions import Retry
+
+    from ccs_beat import SingletonTask
+
+    app = Celery("memory_retry", broker="memory://", set_as_current=False)
+
+    @app.task(name="t.retrying", base=SingletonTask, singleton=True)
+    def retrying():
+        raise Retry("again")
+
+    @app.task(name="t.failing", base=SingletonTask, singleton=True)
+    def failing():
+        raise ValueError("boom")
+
+    for task, ended in ((app.tasks["t.retrying"], False), (app.tasks["t.failing"], True)):
+        covering.record("A", task.name, ["B"])
+        with pytest.raises((Retry, ValueError)):
+            task._ccs_run("A", (), {})
+        assert [r["ended"] for r in covering.reported([], None)] == ([True] if ended else [])
+    app.close()
+
+
+def test_a_covered_copy_still_deciding_wins_nothing_and_is_covered_by_the_winner():
+    # B (covered by an earlier run) and C are deciding together; B ranks first
+    # but will step aside for its cover: C must not step aside for B
+    b = request("B", time_start=99.5, stamp={"sent_at": 1.0})
+    c = request("C", time_start=99.6, stamp={"sent_at": 2.0})
+    snap = snapshot(w1=reply(active=[b, c], covered=[
+        {"by": "A", "name": "t.declared", "ids": ["B"], "ended": True}]))
+    verdict, covered = judge_copy(snap, Copy(id="C", worker="w1", name="t.declared", key=KEY,
+                                             spec=DEFAULT_KEY, stamp={"sent_at": 2.0},
+                                             began=99.6), GuardTiming(), "emit")
+    assert verdict.run, verdict
+    assert covered == {"B"}          # seen deciding: sent before this read
