@@ -102,6 +102,16 @@ class Cover:
     name: str
     ids: frozenset[str]
     ended: bool
+    #: the stamped send time of covered requests that had one
+    sent: Mapping[str, float] = field(default_factory=dict)
+
+    def covers(self, task_id: str, sent_at: float | None) -> bool:
+        """True for request ``task_id``; a stamped one only if it is the very
+        message the run saw (an id can be reused by a later request)."""
+        if task_id not in self.ids:
+            return False
+        seen = self.sent.get(task_id)
+        return seen is None or sent_at is None or seen == sent_at
 
 
 @dataclass(frozen=True)
@@ -152,12 +162,13 @@ class Snapshot:
     def find(self, task_id: str) -> SeenTask | None:
         return self._by_id.get(task_id)
 
-    def cover_of(self, task_id: str) -> Cover | None:
-        """A run that covered request ``task_id`` (a redelivery of the very
-        message that ran, too: the run's read saw it waiting)."""
+    def cover_of(self, task_id: str, sent_at: float | None = None) -> Cover | None:
+        """A run that covered request ``task_id`` sent at ``sent_at`` (a
+        redelivery of the very message that ran, too: the run's read saw it
+        waiting)."""
         for view in self.workers.values():
             for cover in view.covers:
-                if task_id in cover.ids:
+                if cover.covers(task_id, sent_at):
                     return cover
         return None
 
@@ -373,6 +384,14 @@ def _ids(value: Any, what: str) -> frozenset[str]:
     return frozenset(value)
 
 
+def _sent_from(value: Any) -> dict[str, float]:
+    if not isinstance(value, Mapping) or not all(
+            isinstance(k, str) and not isinstance(v, bool) and isinstance(v, (int, float))
+            and _finite(v) for k, v in value.items()):
+        raise GarbledReply(f"a 'covered' record's 'sent' is {value!r:.80}")
+    return {k: float(v) for k, v in value.items()}
+
+
 def _covers_from(body: Mapping[str, Any], worker: str) -> tuple[Cover, ...]:
     """The ``covered`` records of a reply (absent from older workers' replies)."""
     items = body.get("covered", [])
@@ -385,7 +404,7 @@ def _covers_from(body: Mapping[str, Any], worker: str) -> tuple[Cover, ...]:
             raise GarbledReply(f"a 'covered' record is {item!r:.120}")
         covers.append(Cover(by=item["by"], worker=worker, name=item["name"],
                             ids=_ids(item.get("ids"), "covered ids"),
-                            ended=item["ended"]))
+                            ended=item["ended"], sent=_sent_from(item.get("sent", {}))))
     return tuple(covers)
 
 

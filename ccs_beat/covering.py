@@ -32,7 +32,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import skipping
@@ -51,12 +51,15 @@ def _stem(task_id: str, pid: int) -> str:
     return f"{hashlib.sha256(task_id.encode('utf-8', 'replace')).hexdigest()[:32]}.{pid}"
 
 
-def record(task_id: str, name: str, covered: Iterable[str]) -> None:
-    """This pool process's ``task_id`` runs now; ``covered`` waited at its read."""
+def record(task_id: str, name: str, covered: Iterable[str],
+           sent: Mapping[str, float] | None = None) -> None:
+    """This pool process's ``task_id`` runs now; ``covered`` waited at its
+    read (``sent``: their stamped send times, where they had one)."""
     folder, ids = skipping.folder(), sorted(set(covered))[:MAX_IDS]
     if folder is None or not ids:
         return
-    data = json.dumps({"by": task_id, "name": name, "ids": ids})
+    data = json.dumps({"by": task_id, "name": name, "ids": ids,
+                       "sent": {i: t for i, t in (sent or {}).items() if i in ids}})
     path = os.path.join(folder, _stem(task_id, os.getpid()))
     # a record is a courtesy to later copies, never fatal
     with contextlib.suppress(OSError):

@@ -169,7 +169,7 @@ class SingletonTask(Task):
         verdict, covered = judge_copy(snapshot, copy, timing,
                                       policy.on_unknown if policy is not None else "emit")
         if verdict.run:
-            covering.record(request.id, self.name, covered)
+            covering.record(request.id, self.name, covered, sent_times(snapshot, covered))
         took = time.monotonic() - started
         level = logging.WARNING if verdict.unknown else logging.INFO
         logger.log(level, "ccs_beat guard: %s %s[%s]: %s (decided in %.2fs)",
@@ -277,13 +277,15 @@ def judge_copy(snapshot: Snapshot, copy: Copy, timing: GuardTiming,
     read, served by a body that starts after it). Pure; the simulation calls
     it with the snapshots its simulated workers' replies make."""
     me, peers = _peers(snapshot, copy)
-    cover = snapshot.cover_of(copy.id)
+    cover = snapshot.cover_of(copy.id, sent_at(copy.stamp))
     covered_by = None if cover is None else Peer(
         task_id=cover.by, worker=cover.worker, age=None,
         rank=rank_of(cover.by, cover.worker, None, None))
     # a deciding peer that a run has covered steps aside: it wins nothing
-    contenders = [p for p in peers if not (_deciding(p, timing)
-                                           and snapshot.cover_of(p.task_id) is not None)]
+    stamps = {seen.id: seen.stamp for seen in snapshot.tasks}
+    contenders = [p for p in peers if not (
+        _deciding(p, timing)
+        and snapshot.cover_of(p.task_id, sent_at(stamps.get(p.task_id))) is not None)]
     verdict = decide(me, contenders, timing, incomplete=snapshot.incomplete_reason(copy.name),
                      on_unknown=on_unknown, covered_by=covered_by)
     if not verdict.run:
@@ -293,6 +295,24 @@ def judge_copy(snapshot: Snapshot, copy: Copy, timing: GuardTiming,
     waiting = {seen.id for seen in snapshot.tasks if seen.state == "reserved"
                and _key_of(seen, copy.name, copy.spec) == copy.key}
     return verdict, frozenset(waiting | {p.task_id for p in peers if _deciding(p, timing)})
+
+
+def sent_at(stamp: Mapping[str, Any] | None) -> float | None:
+    """The sender's clock in a stamp, if it holds one."""
+    value = stamp.get("sent_at") if isinstance(stamp, Mapping) else None
+    return float(value) if is_clock(value) else None
+
+
+def sent_times(snapshot: Snapshot, ids: frozenset[str]) -> dict[str, float]:
+    """The stamped send times of the covered requests ``ids``, as the read saw
+    them: a cover then holds for those very messages, not for a later request
+    that reuses an id."""
+    found = {}
+    for seen in snapshot.tasks:
+        when = sent_at(seen.stamp)
+        if seen.id in ids and when is not None:
+            found[seen.id] = when
+    return found
 
 
 def _deciding(peer: Peer, timing: GuardTiming) -> bool:

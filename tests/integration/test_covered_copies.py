@@ -80,3 +80,24 @@ def test_a_run_whose_pool_process_died_serves_nothing_and_the_waiting_copy_runs(
 
     wait_until(lambda: _decided(worker, second), 60, what="the waiting copy's decision")
     assert [r["id"] for r in _starts(cluster)] == [first, second], worker.text()[-3000:]
+
+
+def test_a_request_that_reuses_a_covered_id_after_the_run_ended_is_not_covered(cluster):
+    # apps that pick their own ids (``task_id="sync-users"``) send the same id
+    # again later: a cover holds for the very message the run saw (its
+    # stamped send time), not for every request of that id
+    worker = cluster.start_worker("w1", concurrency=1)
+
+    def send(**options) -> str:
+        return cluster.app.send_task("tests.guarded", args=[1.0], kwargs={"tag": "pair"},
+                                     queue=cluster.queue, **options).id
+
+    first, second = send(), send(task_id="sync-users")
+    wait_until(lambda: _decided(worker, second), 60, what="the waiting copy's decision")
+    assert [r["id"] for r in _starts(cluster)] == [first]    # the second was covered
+    wait_until(lambda: cluster.finished_runs(), 30, what="the first body to end")
+
+    third = send(task_id="sync-users")
+    wait_until(lambda: len(_starts(cluster)) > 1 or worker.text().count(
+        f"skipped duplicate tests.guarded[{third}]") > 1, 60, what="the new request's decision")
+    assert [r["id"] for r in _starts(cluster)] == [first, third], worker.text()[-3000:]

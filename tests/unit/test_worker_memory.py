@@ -79,10 +79,10 @@ def test_a_worker_reports_a_record_while_the_run_is_active_and_after_it_ended(fo
     pid = os.getpid()
     covering.record("A", "t.declared", ["B", "C"])
     assert covering.reported([("A", pid)], None) == [
-        {"by": "A", "name": "t.declared", "ids": ["B", "C"], "ended": False}]
+        {"by": "A", "name": "t.declared", "ids": ["B", "C"], "sent": {}, "ended": False}]
     covering.ended("A")
     assert covering.reported([], None) == [
-        {"by": "A", "name": "t.declared", "ids": ["B", "C"], "ended": True}]
+        {"by": "A", "name": "t.declared", "ids": ["B", "C"], "sent": {}, "ended": True}]
     assert covering.reported([], {"t.other"}) == []          # filtered by task name
 
 
