@@ -104,6 +104,8 @@ class Cover:
     ended: bool
     #: the stamped send time of covered requests that had one
     sent: Mapping[str, float] = field(default_factory=dict)
+    #: seconds since the run ended, by its worker's clock (None: running)
+    age: float | None = None
 
     def covers(self, task_id: str, sent_at: float | None) -> bool:
         """True for request ``task_id``; a stamped one only if it is the very
@@ -384,6 +386,14 @@ def _ids(value: Any, what: str) -> frozenset[str]:
     return frozenset(value)
 
 
+def _age_from(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        raise GarbledReply(f"a 'covered' record's 'age' is {value!r:.40}")
+    return max(float(value), 0.0)
+
+
 def _sent_from(value: Any) -> dict[str, float]:
     if not isinstance(value, Mapping) or not all(
             isinstance(k, str) and not isinstance(v, bool) and isinstance(v, (int, float))
@@ -404,7 +414,8 @@ def _covers_from(body: Mapping[str, Any], worker: str) -> tuple[Cover, ...]:
             raise GarbledReply(f"a 'covered' record is {item!r:.120}")
         covers.append(Cover(by=item["by"], worker=worker, name=item["name"],
                             ids=_ids(item.get("ids"), "covered ids"),
-                            ended=item["ended"], sent=_sent_from(item.get("sent", {}))))
+                            ended=item["ended"], sent=_sent_from(item.get("sent", {})),
+                            age=_age_from(item.get("age"))))
     return tuple(covers)
 
 

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from celery import signals
+from celery import signals, states
 from celery.worker import state as worker_state
 from celery.worker.control import inspect_command
 from celery.worker.request import Request
@@ -106,31 +106,34 @@ def _note_received(sender: Any = None, request: Any = None, **_: Any) -> None:
     _received.move_to_end(request.id)
     while _received and (len(_received) > MAX_RECEIVED
                          or now - next(iter(_received.values())) > RECEIVED_FOR):
-        skipping_marks.forget_start(_received.popitem(last=False)[0])
+        skipping_marks.forget_finished(_received.popitem(last=False)[0])
 
 
-@signals.task_prerun.connect(weak=False)
-def _note_started(task_id: Any = None, task: Any = None, **_: Any) -> None:
-    """In the pool process, as a beat emission's body is about to run: mark it
-    started. A prefetched message that never started can go back to the
-    queue (a lost connection, a warm shutdown), so only a started one that
-    the worker no longer holds is done."""
+@signals.task_postrun.connect(weak=False)
+def _note_finished(task_id: Any = None, task: Any = None, state: Any = None,
+                   **_: Any) -> None:
+    """In the pool process, when a beat emission's body has returned or
+    raised: mark it finished. Not for a retry or a reject (the message, or
+    its next attempt, is back in the queue), nor for a body whose process
+    was killed (no mark: the emission counts as queued until it expires)."""
+    if state in (states.RETRY, states.REJECTED):
+        return
     request = getattr(task, "request", None)
     stamp = getattr(request, STAMP_HEADER, None)
     if stamp is None:   # some Celery versions keep custom headers under ``headers``
         headers = getattr(request, "headers", None)
         stamp = headers.get(STAMP_HEADER) if isinstance(headers, Mapping) else None
     if isinstance(task_id, str) and isinstance(stamp, Mapping) and "entry" in stamp:
-        skipping_marks.mark_start(task_id)
+        skipping_marks.mark_finished(task_id)
 
 
 def _done(asked: Iterable[str] | None, held: set[str]) -> list[str]:
     """Of the emission ids beat ``asked`` about, those this worker received,
-    started and no longer holds: they ran (or failed, or were stopped)."""
+    ran to the end (returned or raised) and no longer holds."""
     if not asked:
         return []
     return sorted(i for i in set(asked) if isinstance(i, str) and i in _received
-                  and i not in held and skipping_marks.started(i))
+                  and i not in held and skipping_marks.finished(i))
 
 
 def snapshot_reply(consumer: Any, names: Iterable[str] | None = None,

@@ -385,11 +385,13 @@ class Coordinator:
             logger.info("ccs_beat: %s has no next run (a one-off); sending it without an "
                         "expiry", describe_entry(entry.name))
             return None
-        if due or next_in <= 0:
-            logger.warning("ccs_beat: %s is due again already (its period is shorter than "
-                           "the time beat took to decide); sending it without an expiry",
-                           describe_entry(entry.name))
+        if next_in <= 0:
+            logger.warning("ccs_beat: %s is due again already; sending it without an "
+                           "expiry", describe_entry(entry.name))
             return None
+        # due again already (the read took longer than the period): the
+        # schedule then counts to the run after, which this message must not
+        # outlive either
         return max(next_in - min(1.0, next_in * 0.1), 0.05)
 
     def _runs_no_more(self, entry: Any) -> bool:

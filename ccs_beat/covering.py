@@ -39,8 +39,11 @@ from . import skipping
 
 #: how long a worker reports a run that covered waiting requests after it ended
 REMEMBER_FOR = 3600.0
-#: at most this many ended records are kept (the oldest go first)
+#: at most this many ended records are kept (the oldest go first) ...
 MAX_RECORDS = 1000
+#: ... but none younger than this: a peer deciding when a record was read
+#: must find it still there (ccs_beat.task.judge_copy relies on it)
+KEEP_FOR = 60.0
 #: at most this many covered ids per record
 MAX_IDS = 100
 
@@ -106,27 +109,33 @@ def reported(active: Iterable[tuple[str, int | None]], names: set[str] | None,
     for name in files:
         path = os.path.join(folder, name)
         stem, suffix = os.path.splitext(name)
-        if suffix == RUNNING and stem not in alive:
+        age = _age(path, now) if suffix == ENDED else None
+        if suffix == ENDED and age is None:
+            continue        # removed meanwhile
+        if (suffix == RUNNING and stem not in alive) or (age is not None and age > REMEMBER_FOR):
             _remove(path)
             continue
-        if suffix == ENDED:
-            try:
-                age = now - os.stat(path).st_mtime
-            except OSError:
-                continue
-            if age > REMEMBER_FOR:
-                _remove(path)
-                continue
+        if age is not None:
             ended_files.append((age, path))
-        item = _load(path, suffix == ENDED, names)
+        item = _load(path, age, names)
         if item is not None:
             out.append(item)
-    for _age, path in sorted(ended_files)[MAX_RECORDS:]:
-        _remove(path)
+    for age, path in sorted(ended_files)[MAX_RECORDS:]:
+        if age > KEEP_FOR:
+            _remove(path)
     return out
 
 
-def _load(path: str, ended_: bool, names: set[str] | None) -> dict[str, Any] | None:
+def _age(path: str, now: float) -> float | None:
+    try:
+        return now - os.stat(path).st_mtime
+    except OSError:
+        return None
+
+
+def _load(path: str, age: float | None, names: set[str] | None) -> dict[str, Any] | None:
+    """A record as a reply carries it; ``age``: seconds since its run ended
+    (None: still running)."""
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
@@ -134,7 +143,9 @@ def _load(path: str, ended_: bool, names: set[str] | None) -> dict[str, Any] | N
         return None
     if not isinstance(data, dict) or (names is not None and data.get("name") not in names):
         return None
-    data["ended"] = ended_
+    data["ended"] = age is not None
+    if age is not None:
+        data["age"] = round(max(age, 0.0), 3)
     return data
 
 

@@ -1,5 +1,5 @@
 """Marks of guarded copies that decided to step aside, for their worker's replies
-(and marks of beat emissions whose body started, for :mod:`ccs_beat.control`).
+(and marks of beat emissions whose body finished, for :mod:`ccs_beat.control`).
 
 A copy that skips stays on its worker's active list until its body returns:
 it records the ``SKIPPED`` state (a result backend can be slow) and runs the
@@ -61,25 +61,25 @@ def mark(task_id: str) -> None:
         pass
 
 
-def mark_start(task_id: str) -> None:
-    """A pool process is about to run beat emission ``task_id``'s body."""
+def mark_finished(task_id: str) -> None:
+    """A pool process ran beat emission ``task_id``'s body to its end."""
     if _folder is None:
         return
     with contextlib.suppress(OSError), \
-            open(os.path.join(_folder, _name(task_id, 0) + ".started"), "w"):
+            open(os.path.join(_folder, _name(task_id, 0) + ".finished"), "w"):
         pass
 
 
-def started(task_id: str) -> bool:
-    """True if a pool process of this worker marked ``task_id`` started."""
+def finished(task_id: str) -> bool:
+    """True if a pool process of this worker marked ``task_id`` finished."""
     return _folder is not None and os.path.exists(
-        os.path.join(_folder, _name(task_id, 0) + ".started"))
+        os.path.join(_folder, _name(task_id, 0) + ".finished"))
 
 
-def forget_start(task_id: str) -> None:
+def forget_finished(task_id: str) -> None:
     if _folder is not None:
         with contextlib.suppress(OSError):
-            os.unlink(os.path.join(_folder, _name(task_id, 0) + ".started"))
+            os.unlink(os.path.join(_folder, _name(task_id, 0) + ".finished"))
 
 
 def marked(active: list[tuple[str, int | None]]) -> set[tuple[str, int | None]]:

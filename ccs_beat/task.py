@@ -34,11 +34,11 @@ from typing import Any
 from celery import Task, signals
 from celery._state import get_current_app
 from celery.backends.base import DisabledBackend
-from celery.exceptions import Ignore, Reject, Retry
+from celery.exceptions import Ignore
 
 from . import covering, skipping
 from . import signals as ccs_signals
-from .cluster import ClusterReader, SeenTask, Snapshot
+from .cluster import ClusterReader, Cover, SeenTask, Snapshot
 from .control import STAMP_HEADER, make_stamp
 from .errors import ConfigurationError, UnkeyableError
 from .guard import GuardTiming, GuardVerdict, Peer, Rank, decide, is_clock, rank_of
@@ -129,15 +129,12 @@ class SingletonTask(Task):
 
     def _ccs_run(self, task_id: str, args: Any, kwargs: Any) -> Any:
         """The body, and what its end means for the requests it covered: a
-        body that returned or raised has served them; one that asked for a
-        retry or to be requeued has not yet (the new attempt decides again)."""
+        body that returned has served them; one that raised (an error, a
+        retry, a time limit, a terminate) has not, and they decide again."""
         try:
             result = self.run(*args, **kwargs)
-        except (Retry, Reject):
-            covering.dropped(task_id)
-            raise
         except BaseException:
-            covering.ended(task_id)
+            covering.dropped(task_id)
             raise
         covering.ended(task_id)
         return result
@@ -170,6 +167,11 @@ class SingletonTask(Task):
                                       policy.on_unknown if policy is not None else "emit")
         if verdict.run:
             covering.record(request.id, self.name, covered, sent_times(snapshot, covered))
+        if unlisted(snapshot, copy):
+            logger.warning("ccs_beat guard: %s[%s]: its own worker did not list it as running "
+                           "when it read the cluster (the pool reported it late): peers could "
+                           "not see it, so an identical task may run beside it", self.name,
+                           request.id)
         took = time.monotonic() - started
         level = logging.WARNING if verdict.unknown else logging.INFO
         logger.log(level, "ccs_beat guard: %s %s[%s]: %s (decided in %.2fs)",
@@ -281,11 +283,12 @@ def judge_copy(snapshot: Snapshot, copy: Copy, timing: GuardTiming,
     covered_by = None if cover is None else Peer(
         task_id=cover.by, worker=cover.worker, age=None,
         rank=rank_of(cover.by, cover.worker, None, None))
-    # a deciding peer that a run has covered steps aside: it wins nothing
-    stamps = {seen.id: seen.stamp for seen in snapshot.tasks}
+    # a deciding peer that a run has covered steps aside: it wins nothing --
+    # if the record is sure to be there still when that peer reads
+    stamps = {seen.id: seen.stamp for seen in snapshot.tasks if seen.state == "active"}
     contenders = [p for p in peers if not (
-        _deciding(p, timing)
-        and snapshot.cover_of(p.task_id, sent_at(stamps.get(p.task_id))) is not None)]
+        _deciding(p, timing) and _lasting(snapshot.cover_of(
+            p.task_id, sent_at(stamps.get(p.task_id))), timing))]
     verdict = decide(me, contenders, timing, incomplete=snapshot.incomplete_reason(copy.name),
                      on_unknown=on_unknown, covered_by=covered_by)
     if not verdict.run:
@@ -295,6 +298,15 @@ def judge_copy(snapshot: Snapshot, copy: Copy, timing: GuardTiming,
     waiting = {seen.id for seen in snapshot.tasks if seen.state == "reserved"
                and _key_of(seen, copy.name, copy.spec) == copy.key}
     return verdict, frozenset(waiting | {p.task_id for p in peers if _deciding(p, timing)})
+
+
+def unlisted(snapshot: Snapshot, copy: Copy) -> bool:
+    """True when this copy's own worker answered but did not list it as
+    active: peers reading now cannot see it run (a registration lag beyond
+    the margin, outside the bounds the rule is proven in)."""
+    return snapshot.answered(copy.worker) and not any(
+        seen.state == "active" and seen.id == copy.id and seen.worker == copy.worker
+        for seen in snapshot.tasks)
 
 
 def sent_at(stamp: Mapping[str, Any] | None) -> float | None:
@@ -313,6 +325,16 @@ def sent_times(snapshot: Snapshot, ids: frozenset[str]) -> dict[str, float]:
         if seen.id in ids and when is not None:
             found[seen.id] = when
     return found
+
+
+def _lasting(cover: Cover | None, timing: GuardTiming) -> bool:
+    """True for a cover record its worker will still report when a peer
+    deciding now reads (within ``D + T + margin``): its run is still going,
+    or it ended well inside the span in which a worker never drops one."""
+    if cover is None:
+        return False
+    return not cover.ended or (cover.age is not None
+                               and cover.age + 2 * timing.committed_after < covering.KEEP_FOR)
 
 
 def _deciding(peer: Peer, timing: GuardTiming) -> bool:

@@ -67,6 +67,7 @@ class Condition:
 CONDITIONS: tuple[Condition, ...] = (
     Condition("replies inside T"),
     Condition("registration lag up to 0.5 s", registration_lag=0.5),
+    Condition("registration lag up to 1.5 s", registration_lag=1.5),
     Condition("skipper exit up to 2 s", exit_latency=2.0),
     Condition("unstamped messages only", stamped=0.0),
     Condition("same-id redeliveries", redeliveries=True),

@@ -40,7 +40,8 @@ def gossip(workers: list[Worker], t: float) -> list[str]:
 def covered(worker: Worker, running: set[tuple[str, int | None]], t: float,
             ) -> list[dict[str, Any]]:
     """``covering.reported``: records of runs still active, and of runs that
-    ended within an hour; a record whose request vanished without ending is gone."""
+    ended within an hour (with their age); a record whose request vanished
+    without ending is gone. (Its cap of 1,000 records never binds here.)"""
     out = []
     for record in worker.covers:
         mine = (record.request.task_id, record.request.pid)
@@ -48,8 +49,12 @@ def covered(worker: Worker, running: set[tuple[str, int | None]], t: float,
             continue
         if record.ended_at is not None and t - record.ended_at > REMEMBER_FOR:
             continue
-        out.append({"by": record.request.task_id, "name": TASK_NAME,
-                    "ids": list(record.ids), "ended": record.ended_at is not None})
+        item: dict[str, Any] = {"by": record.request.task_id, "name": TASK_NAME,
+                                "ids": list(record.ids), "sent": dict(record.sent),
+                                "ended": record.ended_at is not None}
+        if record.ended_at is not None:
+            item["age"] = t - record.ended_at
+        out.append(item)
     return out
 
 

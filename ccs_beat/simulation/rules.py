@@ -31,9 +31,11 @@ def _snapshot(world: World, request: Request, membership: cluster.Membership,
 
 
 def ccs_decides(world: World, request: Request, worker: Worker,
-                ) -> tuple[bool, frozenset[str], str]:
+                ) -> tuple[bool, dict[str, float | None], str]:
     """ccs_beat's guard: the production ``task.judge_copy`` on the snapshot
-    its pool process's reader makes of the replies (its membership included)."""
+    its pool process's reader makes of the replies (its membership included).
+    A run's covered requests come back with their stamped send times, as
+    ``task.sent_times`` records them (None: unstamped)."""
     from .world import KEY
 
     assert request.pid is not None and request.time_start is not None
@@ -43,11 +45,12 @@ def ccs_decides(world: World, request: Request, worker: Worker,
                             began=request.time_start + 0.0005)
     verdict, covered = task_module.judge_copy(snapshot, copy, world.timing,
                                               world.cond.on_unknown)
-    return verdict.run, covered, verdict.reason
+    sent = task_module.sent_times(snapshot, covered)
+    return verdict.run, {i: sent.get(i) for i in covered}, verdict.reason
 
 
 def talk_decides(world: World, request: Request, worker: Worker,
-                 ) -> tuple[bool, frozenset[str], str]:
+                 ) -> tuple[bool, dict[str, float | None], str]:
     """The talk's rule: run unless an identical active task shows an earlier
     ``time_start`` -- the peer's clock compared with this worker's own."""
     snapshot = _snapshot(world, request, cluster.Membership(WORKER_EXPIRY))
@@ -61,5 +64,5 @@ def talk_decides(world: World, request: Request, worker: Worker,
                         and seen.worker_pid == request.pid)
                and seen.time_start is not None and seen.time_start < own]
     if earlier:
-        return False, frozenset(), f"{len(earlier)} identical task(s) started earlier"
-    return True, frozenset(), "no identical task started earlier"
+        return False, {}, f"{len(earlier)} identical task(s) started earlier"
+    return True, {}, "no identical task started earlier"

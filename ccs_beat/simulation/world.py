@@ -241,11 +241,13 @@ class World:
             exit_after = self.sc.dice("exit", request.label) * self.cond.exit_latency
             self.at(self.now + exit_after, self._end, request, "skip")
 
-    def _begin_body(self, request: Request, worker: Worker, covered: frozenset[str]) -> None:
+    def _begin_body(self, request: Request, worker: Worker,
+                    covered: dict[str, float | None]) -> None:
         t = self.now
         request.body_start = t
         if covered:
-            worker.covers.append(CoverRecord(request, tuple(sorted(covered))))
+            worker.covers.append(CoverRecord(request, tuple(sorted(covered)), sent={
+                i: when for i, when in covered.items() if when is not None}))
         duration = self.sc.duration(request.label)
         retry = self.cond.retries and self.first_run
         self.at(t + duration, self._end, request, "retry" if retry else "completed")
@@ -273,9 +275,13 @@ class World:
         worker = self.workers[request.worker]
         request.finished = True
         worker.held.remove(request)
-        for record in worker.covers:
-            if record.request is request:
+        # as ``SingletonTask._ccs_run``: a body that returned has served what
+        # it covered; a retry (any raise) has not, and drops its record
+        for record in list(worker.covers):
+            if record.request is request and how == "completed":
                 record.ended_at = self.now
+            elif record.request is request:
+                worker.covers.remove(record)
         if request.body_start is not None:
             self.bodies.append(Body(request.label, request.sent, request.body_start,
                                     self.now, how))

@@ -101,3 +101,24 @@ def test_a_request_that_reuses_a_covered_id_after_the_run_ended_is_not_covered(c
     wait_until(lambda: len(_starts(cluster)) > 1 or worker.text().count(
         f"skipped duplicate tests.guarded[{third}]") > 1, 60, what="the new request's decision")
     assert [r["id"] for r in _starts(cluster)] == [first, third], worker.text()[-3000:]
+
+
+@pytest.mark.parametrize("stop", ["revoke(terminate=True)", "soft_time_limit", "time_limit"])
+def test_a_run_stopped_before_its_body_returned_serves_nothing(cluster, stop):
+    # a terminate (SIGTERM), a hard time limit (SIGTERM, then SIGKILL) and a
+    # soft time limit all end the body without its work done: the copy that
+    # waited behind it must run
+    worker = cluster.start_worker("w1", concurrency=1)
+    limits = {"soft_time_limit": {"soft_time_limit": 4}, "time_limit": {"time_limit": 4}}
+    options = limits.get(stop, {})
+
+    def send() -> str:
+        return cluster.app.send_task("tests.guarded", args=[30.0], kwargs={"tag": "pair"},
+                                     queue=cluster.queue, **options).id
+
+    first, second = send(), send()
+    wait_until(lambda: _starts(cluster), 60, what="the first body to start")
+    if stop.startswith("revoke"):
+        cluster.app.control.revoke(first, terminate=True)
+    wait_until(lambda: _decided(worker, second), 60, what="the waiting copy's decision")
+    assert [r["id"] for r in _starts(cluster)] == [first, second], worker.text()[-3000:]

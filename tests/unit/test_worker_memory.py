@@ -81,8 +81,10 @@ def test_a_worker_reports_a_record_while_the_run_is_active_and_after_it_ended(fo
     assert covering.reported([("A", pid)], None) == [
         {"by": "A", "name": "t.declared", "ids": ["B", "C"], "sent": {}, "ended": False}]
     covering.ended("A")
-    assert covering.reported([], None) == [
-        {"by": "A", "name": "t.declared", "ids": ["B", "C"], "sent": {}, "ended": True}]
+    (record,) = covering.reported([], None)
+    assert record["ended"] and 0 <= record["age"] < 5
+    assert {k: v for k, v in record.items() if k != "age"} == {
+        "by": "A", "name": "t.declared", "ids": ["B", "C"], "sent": {}, "ended": True}
     assert covering.reported([], {"t.other"}) == []          # filtered by task name
 
 
@@ -135,26 +137,36 @@ def received_request(task_id: str, stamp) -> SimpleNamespace:
     return SimpleNamespace(id=task_id, request_dict={control.STAMP_HEADER: stamp})
 
 
-def started(task_id: str, stamp) -> None:
-    """What the pool process does as the body is about to run."""
-    control._note_started(task_id=task_id,
-                          task=SimpleNamespace(request=SimpleNamespace(ccs_beat=stamp)))
+def finished(task_id: str, stamp, state: str = "SUCCESS") -> None:
+    """What the pool process does once the body returned or raised."""
+    control._note_finished(task_id=task_id, state=state,
+                           task=SimpleNamespace(request=SimpleNamespace(ccs_beat=stamp)))
 
 
-def test_a_worker_says_which_asked_emissions_it_received_started_and_no_longer_holds(
+def test_a_worker_says_which_asked_emissions_it_received_finished_and_no_longer_holds(
         received, folder):
     for task_id in ("E1", "E2", "M"):
         stamp = {"key": "k"} if task_id == "M" else {"key": "k", "entry": "gc"}  # M: not beat's
         control._note_received(request=received_request(task_id, stamp))
-        started(task_id, stamp)
+        finished(task_id, stamp)
     assert control._done(["E1", "E2", "M", "never"], held={"E2"}) == ["E1"]
     assert control._done(None, held=set()) == []
 
 
-def test_a_received_emission_that_never_started_is_not_done(received, folder):
+@pytest.mark.parametrize("state", ["RETRY", "REJECTED"])
+def test_an_emission_that_went_back_to_the_queue_is_not_done(received, folder, state):
+    # a retry's next attempt, or a rejected message requeued, waits in the
+    # broker: beat must keep counting it
+    control._note_received(request=received_request("E1", {"entry": "gc"}))
+    finished("E1", {"entry": "gc"}, state=state)
+    assert control._done(["E1"], held=set()) == []
+
+
+def test_a_received_emission_that_never_finished_is_not_done(received, folder):
     # a prefetched message goes back to the queue when the connection is lost
-    # or the worker shuts down warm: the worker no longer holds it, but it is
-    # still queued, and beat must keep counting it
+    # or the worker shuts down warm, and a body whose process was killed can be
+    # requeued (acks_late): the worker no longer holds it, but it may still be
+    # queued, and beat must keep counting it
     control._note_received(request=received_request("E1", {"entry": "gc"}))
     assert control._done(["E1"], held=set()) == []
 
@@ -163,9 +175,9 @@ def test_the_memory_of_received_emissions_is_bounded(received, folder, monkeypat
     monkeypatch.setattr(control, "MAX_RECEIVED", 3)
     for i in range(5):
         control._note_received(request=received_request(f"E{i}", {"entry": "gc"}))
-        started(f"E{i}", {"entry": "gc"})
+        finished(f"E{i}", {"entry": "gc"})
     assert list(received) == ["E2", "E3", "E4"]
-    assert len(list(folder.iterdir())) == 3      # the start marks of forgotten ones go too
+    assert len(list(folder.iterdir())) == 3      # the marks of forgotten ones go too
 
 
 def test_done_ids_reach_the_snapshot_and_a_garbled_list_is_named():
@@ -175,27 +187,34 @@ def test_done_ids_reach_the_snapshot_and_a_garbled_list_is_named():
         parse_reply("w1", reply(done=[1]))
 
 
-def test_a_run_that_asked_for_a_retry_has_served_nobody_yet(folder):
+@pytest.mark.parametrize("raised", [
+    "retry", "error", "soft time limit", "terminate (SystemExit)", "interrupt"])
+def test_only_a_body_that_returned_has_served_the_requests_it_covered(folder, raised):
     from celery import Celery
-    from celery.exceptions import Retry
+    from celery.exceptions import Retry, SoftTimeLimitExceeded
 
     from ccs_beat import SingletonTask
 
-    app = Celery("memory_retry", broker="memory://", set_as_current=False)
+    app = Celery("memory_raise", broker="memory://", set_as_current=False)
+    error = {"retry": Retry("again"), "error": ValueError("boom"),
+             "soft time limit": SoftTimeLimitExceeded(), "interrupt": KeyboardInterrupt(),
+             "terminate (SystemExit)": SystemExit(-15)}[raised]
 
-    @app.task(name="t.retrying", base=SingletonTask, singleton=True)
-    def retrying():
-        raise Retry("again")
+    @app.task(name="t.raising", base=SingletonTask, singleton=True, shared=False)
+    def raising():
+        raise error
 
-    @app.task(name="t.failing", base=SingletonTask, singleton=True)
-    def failing():
-        raise ValueError("boom")
+    @app.task(name="t.returning", base=SingletonTask, singleton=True, shared=False)
+    def returning():
+        return 1
 
-    for task, ended in ((app.tasks["t.retrying"], False), (app.tasks["t.failing"], True)):
-        covering.record("A", task.name, ["B"])
-        with pytest.raises((Retry, ValueError)):
-            task._ccs_run("A", (), {})
-        assert [r["ended"] for r in covering.reported([], None)] == ([True] if ended else [])
+    covering.record("A", "t.raising", ["B"])
+    with pytest.raises(type(error)):
+        app.tasks["t.raising"]._ccs_run("A", (), {})
+    assert covering.reported([], None) == []
+    covering.record("R", "t.returning", ["B"])
+    assert app.tasks["t.returning"]._ccs_run("R", (), {}) == 1
+    assert [r["by"] for r in covering.reported([], None)] == ["R"]
     app.close()
 
 
@@ -205,9 +224,36 @@ def test_a_covered_copy_still_deciding_wins_nothing_and_is_covered_by_the_winner
     b = request("B", time_start=99.5, stamp={"sent_at": 1.0})
     c = request("C", time_start=99.6, stamp={"sent_at": 2.0})
     snap = snapshot(w1=reply(active=[b, c], covered=[
-        {"by": "A", "name": "t.declared", "ids": ["B"], "ended": True}]))
+        {"by": "A", "name": "t.declared", "ids": ["B"], "ended": True, "age": 1.0}]))
     verdict, covered = judge_copy(snap, Copy(id="C", worker="w1", name="t.declared", key=KEY,
                                              spec=DEFAULT_KEY, stamp={"sent_at": 2.0},
                                              began=99.6), GuardTiming(), "emit")
     assert verdict.run, verdict
     assert covered == {"B"}          # seen deciding: sent before this read
+
+
+@pytest.mark.parametrize("age", [None, covering.KEEP_FOR - 1.0])
+def test_a_covered_copy_still_deciding_counts_if_its_cover_may_be_gone_when_it_reads(age):
+    # a record its worker may drop before B reads (old, or of unknown age):
+    # B may not see it and run, so C must not run beside it
+    b = request("B", time_start=99.5, stamp={"sent_at": 1.0})
+    c = request("C", time_start=99.6, stamp={"sent_at": 2.0})
+    record = {"by": "A", "name": "t.declared", "ids": ["B"], "ended": True}
+    if age is not None:
+        record["age"] = age
+    snap = snapshot(w1=reply(active=[b, c], covered=[record]))
+    verdict, _ = judge_copy(snap, Copy(id="C", worker="w1", name="t.declared", key=KEY,
+                                       spec=DEFAULT_KEY, stamp={"sent_at": 2.0}, began=99.6),
+                            GuardTiming(), "emit")
+    assert not verdict.run and verdict.winner.task_id == "B"
+
+
+def test_a_copy_its_own_worker_does_not_list_as_running_is_noticed():
+    # the pool told the worker late: peers cannot see this copy run
+    listed = snapshot(w1=reply(active=[request("A", time_start=99.0)]))
+    late = snapshot(w1=reply(reserved=[request("A")]))
+    silent = snapshot(w2=reply())
+    from ccs_beat.task import unlisted
+    assert not unlisted(listed, copy("A"))
+    assert unlisted(late, copy("A"))
+    assert not unlisted(silent, copy("A"))      # no reply from w1: the read is incomplete
