@@ -126,6 +126,18 @@ def test_default_expiry_counts_from_when_beat_took_the_run_up_not_from_the_send(
     assert 1.2 <= sending.options["expires"] <= 1.35      # 2 s - 0.5 s read - 10 %
 
 
+def test_a_run_decided_after_its_period_still_expires_before_the_run_after(app):
+    # every 1 s; a beat's first read waits its whole 1-s timeout: the next
+    # due time has passed when the message goes out, so it must expire before
+    # the one after (not be sent without an expiry)
+    snap = Snapshot(taken_at=0, workers={"w1": WorkerView("w1", (), 0.0, None)})
+    ccs = Coordinator(app, sender=None, reader=SlowReader(snap, 1.1))
+    entry = make_entry(app, every=1.0)
+    ccs.judge(entry)
+    sending, _, expires_at = ccs.prepare(entry)
+    assert expires_at is not None and 0.8 <= sending.options["expires"] <= 0.9
+
+
 def test_an_unseen_emission_a_worker_reports_done_no_longer_blocks(app):
     # the emission ran between two reads (a short body): no read saw it, but
     # the worker that received it says it no longer holds it
