@@ -94,7 +94,7 @@ def marked(active: list[tuple[str, int | None]]) -> set[tuple[str, int | None]]:
     if not present:
         return set()
     present = {name for name in present if "." in name and name.rsplit(".", 1)[1].isdigit()}
-    found = {(task_id, pid) for task_id, pid in active
+    found: set[tuple[str, int | None]] = {(task_id, pid) for task_id, pid in active
              if pid is not None and _name(task_id, pid) in present}
     for stale in present - {_name(task_id, pid) for task_id, pid in found if pid is not None}:
         with contextlib.suppress(OSError):

@@ -311,7 +311,7 @@ def unlisted(snapshot: Snapshot, copy: Copy) -> bool:
 
 def sent_at(stamp: Mapping[str, Any] | None) -> float | None:
     """The sender's clock in a stamp, if it holds one."""
-    value = stamp.get("sent_at") if isinstance(stamp, Mapping) else None
+    value: Any = stamp.get("sent_at") if isinstance(stamp, Mapping) else None
     return float(value) if is_clock(value) else None
 
 

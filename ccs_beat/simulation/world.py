@@ -188,6 +188,7 @@ class World:
             return
         t, big_t, dice = self.now, self.timing.timeout, self.sc.dice
         me = self.workers[request.worker]
+        assert request.pid is not None     # it holds a pool slot while it guards
         expected = set(self.membership(me, request.pid).expected()) if self.guarded else set()
         request.reader = Reader(query=t, deadline=t + big_t, expected=expected)
         for worker in self.workers:
