@@ -102,8 +102,8 @@ class Cover:
     name: str
     ids: frozenset[str]
     ended: bool
-    #: the stamped send time of covered requests that had one
-    sent: Mapping[str, float] = field(default_factory=dict)
+    #: the stamped send times of covered requests that had one
+    sent: Mapping[str, frozenset[float]] = field(default_factory=dict)
     #: seconds since the run ended, by its worker's clock (None: running)
     age: float | None = None
 
@@ -113,7 +113,7 @@ class Cover:
         if task_id not in self.ids:
             return False
         seen = self.sent.get(task_id)
-        return seen is None or sent_at is None or seen == sent_at
+        return seen is None or sent_at is None or sent_at in seen
 
 
 @dataclass(frozen=True)
@@ -394,12 +394,18 @@ def _age_from(value: Any) -> float | None:
     return max(float(value), 0.0)
 
 
-def _sent_from(value: Any) -> dict[str, float]:
+def _sent_from(value: Any) -> dict[str, frozenset[float]]:
+    """``{id: [send times]}`` of a ``covered`` record."""
     if not isinstance(value, Mapping) or not all(
-            isinstance(k, str) and not isinstance(v, bool) and isinstance(v, (int, float))
-            and _finite(v) for k, v in value.items()):
+            isinstance(k, str) and isinstance(v, list) and all(_clock(t) for t in v)
+            for k, v in value.items()):
         raise GarbledReply(f"a 'covered' record's 'sent' is {value!r:.80}")
-    return {k: float(v) for k, v in value.items()}
+    return {k: frozenset(float(t) for t in v) for k, v in value.items()}
+
+
+def _clock(value: Any) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and _finite(value))
 
 
 def _covers_from(body: Mapping[str, Any], worker: str) -> tuple[Cover, ...]:

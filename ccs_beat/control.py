@@ -111,12 +111,14 @@ def _note_received(sender: Any = None, request: Any = None, **_: Any) -> None:
 
 @signals.task_postrun.connect(weak=False)
 def _note_finished(task_id: Any = None, task: Any = None, state: Any = None,
-                   **_: Any) -> None:
+                   retval: Any = None, **_: Any) -> None:
     """In the pool process, when a beat emission's body has returned or
-    raised: mark it finished. Not for a retry or a reject (the message, or
-    its next attempt, is back in the queue), nor for a body whose process
-    was killed (no mark: the emission counts as queued until it expires)."""
-    if state in (states.RETRY, states.REJECTED):
+    raised: mark it finished. Not for a retry or a reject that requeues (the
+    message, or its next attempt, is back in the queue). A body whose process
+    was killed or terminated sends no signal: no mark, and the emission
+    counts as queued until it expires."""
+    if state == states.RETRY or (state == states.REJECTED
+                                 and getattr(retval, "requeue", True)):
         return
     request = getattr(task, "request", None)
     stamp = getattr(request, STAMP_HEADER, None)

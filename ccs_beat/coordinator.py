@@ -362,7 +362,7 @@ class Coordinator:
         next run is counted from ``since`` (when beat took this run up), not
         from the send: a slow cluster read must not make the message outlive
         the next due time. None, with a WARNING, when the schedule cannot say
-        when it runs next or says it is due again already."""
+        when it runs next or gives no time at all to its next run."""
         if policy.expires is not None:
             return policy.expires
         own = _own_expiry(entry.name, options.get("expires"))

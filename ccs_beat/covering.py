@@ -55,7 +55,7 @@ def _stem(task_id: str, pid: int) -> str:
 
 
 def record(task_id: str, name: str, covered: Iterable[str],
-           sent: Mapping[str, float] | None = None) -> None:
+           sent: Mapping[str, list[float]] | None = None) -> None:
     """This pool process's ``task_id`` runs now; ``covered`` waited at its
     read (``sent``: their stamped send times, where they had one)."""
     folder, ids = skipping.folder(), sorted(set(covered))[:MAX_IDS]
@@ -78,8 +78,8 @@ def ended(task_id: str) -> None:
         return
     path = os.path.join(folder, _stem(task_id, os.getpid()))
     with contextlib.suppress(OSError):
+        os.utime(path + RUNNING)      # the age counts from now, before anyone sees ENDED
         os.replace(path + RUNNING, path + ENDED)
-        os.utime(path + ENDED)
 
 
 def dropped(task_id: str) -> None:

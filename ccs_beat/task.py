@@ -285,10 +285,11 @@ def judge_copy(snapshot: Snapshot, copy: Copy, timing: GuardTiming,
         rank=rank_of(cover.by, cover.worker, None, None))
     # a deciding peer that a run has covered steps aside: it wins nothing --
     # if the record is sure to be there still when that peer reads
-    stamps = {seen.id: seen.stamp for seen in snapshot.tasks if seen.state == "active"}
-    contenders = [p for p in peers if not (
-        _deciding(p, timing) and _lasting(snapshot.cover_of(
-            p.task_id, sent_at(stamps.get(p.task_id))), timing))]
+    # each peer's own message: two requests can share an id (an app's own ids)
+    covered_ranks = {rank_of(seen.id, seen.worker, seen.stamp, seen.time_start)
+                     for seen in snapshot.tasks if seen.state == "active"
+                     and _lasting(snapshot.cover_of(seen.id, sent_at(seen.stamp)), timing)}
+    contenders = [p for p in peers if not (_deciding(p, timing) and p.rank in covered_ranks)]
     verdict = decide(me, contenders, timing, incomplete=snapshot.incomplete_reason(copy.name),
                      on_unknown=on_unknown, covered_by=covered_by)
     if not verdict.run:
@@ -315,15 +316,16 @@ def sent_at(stamp: Mapping[str, Any] | None) -> float | None:
     return float(value) if is_clock(value) else None
 
 
-def sent_times(snapshot: Snapshot, ids: frozenset[str]) -> dict[str, float]:
+def sent_times(snapshot: Snapshot, ids: frozenset[str]) -> dict[str, list[float]]:
     """The stamped send times of the covered requests ``ids``, as the read saw
-    them: a cover then holds for those very messages, not for a later request
-    that reuses an id."""
-    found = {}
+    them (every message of an id: an app can send one id twice): a cover
+    then holds for those very messages, not for a later request that reuses
+    an id."""
+    found: dict[str, list[float]] = {}
     for seen in snapshot.tasks:
         when = sent_at(seen.stamp)
-        if seen.id in ids and when is not None:
-            found[seen.id] = when
+        if seen.id in ids and when is not None and when not in found.get(seen.id, ()):
+            found.setdefault(seen.id, []).append(when)
     return found
 
 

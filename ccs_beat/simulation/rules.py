@@ -31,7 +31,7 @@ def _snapshot(world: World, request: Request, membership: cluster.Membership,
 
 
 def ccs_decides(world: World, request: Request, worker: Worker,
-                ) -> tuple[bool, dict[str, float | None], str]:
+                ) -> tuple[bool, dict[str, list[float]], str]:
     """ccs_beat's guard: the production ``task.judge_copy`` on the snapshot
     its pool process's reader makes of the replies (its membership included).
     A run's covered requests come back with their stamped send times, as
@@ -46,11 +46,11 @@ def ccs_decides(world: World, request: Request, worker: Worker,
     verdict, covered = task_module.judge_copy(snapshot, copy, world.timing,
                                               world.cond.on_unknown)
     sent = task_module.sent_times(snapshot, covered)
-    return verdict.run, {i: sent.get(i) for i in covered}, verdict.reason
+    return verdict.run, {i: sent.get(i, []) for i in covered}, verdict.reason
 
 
 def talk_decides(world: World, request: Request, worker: Worker,
-                 ) -> tuple[bool, dict[str, float | None], str]:
+                 ) -> tuple[bool, dict[str, list[float]], str]:
     """The talk's rule: run unless an identical active task shows an earlier
     ``time_start`` -- the peer's clock compared with this worker's own."""
     snapshot = _snapshot(world, request, cluster.Membership(WORKER_EXPIRY))

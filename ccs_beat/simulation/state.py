@@ -68,7 +68,7 @@ class CoverRecord:
 
     request: Request
     ids: tuple[str, ...]
-    sent: dict[str, float] = field(default_factory=dict)
+    sent: dict[str, list[float]] = field(default_factory=dict)
     ended_at: float | None = None
 
 

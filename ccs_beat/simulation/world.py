@@ -243,12 +243,12 @@ class World:
             self.at(self.now + exit_after, self._end, request, "skip")
 
     def _begin_body(self, request: Request, worker: Worker,
-                    covered: dict[str, float | None]) -> None:
+                    covered: dict[str, list[float]]) -> None:
         t = self.now
         request.body_start = t
         if covered:
             worker.covers.append(CoverRecord(request, tuple(sorted(covered)), sent={
-                i: when for i, when in covered.items() if when is not None}))
+                i: list(when) for i, when in covered.items() if when}))
         duration = self.sc.duration(request.label)
         retry = self.cond.retries and self.first_run
         self.at(t + duration, self._end, request, "retry" if retry else "completed")

@@ -137,9 +137,9 @@ def received_request(task_id: str, stamp) -> SimpleNamespace:
     return SimpleNamespace(id=task_id, request_dict={control.STAMP_HEADER: stamp})
 
 
-def finished(task_id: str, stamp, state: str = "SUCCESS") -> None:
+def finished(task_id: str, stamp, state: str = "SUCCESS", retval=None) -> None:
     """What the pool process does once the body returned or raised."""
-    control._note_finished(task_id=task_id, state=state,
+    control._note_finished(task_id=task_id, state=state, retval=retval,
                            task=SimpleNamespace(request=SimpleNamespace(ccs_beat=stamp)))
 
 
@@ -153,13 +153,18 @@ def test_a_worker_says_which_asked_emissions_it_received_finished_and_no_longer_
     assert control._done(None, held=set()) == []
 
 
-@pytest.mark.parametrize("state", ["RETRY", "REJECTED"])
-def test_an_emission_that_went_back_to_the_queue_is_not_done(received, folder, state):
+@pytest.mark.parametrize(("state", "requeue", "done"), [
+    ("RETRY", None, False), ("REJECTED", True, False), ("REJECTED", False, True)])
+def test_an_emission_that_went_back_to_the_queue_is_not_done(received, folder, state,
+                                                             requeue, done):
     # a retry's next attempt, or a rejected message requeued, waits in the
-    # broker: beat must keep counting it
+    # broker: beat must keep counting it; a reject that drops it ends it
+    from celery.exceptions import Reject
+
     control._note_received(request=received_request("E1", {"entry": "gc"}))
-    finished("E1", {"entry": "gc"}, state=state)
-    assert control._done(["E1"], held=set()) == []
+    finished("E1", {"entry": "gc"}, state=state,
+             retval=Reject("no", requeue=requeue) if requeue is not None else None)
+    assert control._done(["E1"], held=set()) == (["E1"] if done else [])
 
 
 def test_a_received_emission_that_never_finished_is_not_done(received, folder):
@@ -257,3 +262,40 @@ def test_a_copy_its_own_worker_does_not_list_as_running_is_noticed():
     assert not unlisted(listed, copy("A"))
     assert unlisted(late, copy("A"))
     assert not unlisted(silent, copy("A"))      # no reply from w1: the read is incomplete
+
+
+def test_two_messages_of_one_reused_id_are_each_judged_by_their_own_send_time():
+    # a run that ended a second ago covered message X sent at 1.0; the app
+    # sent id X again at 1.5. C's read sees both X messages deciding: only
+    # the covered one wins nothing, the other still ranks before C
+    cover = {"by": "R", "name": "t.declared", "ids": ["X"], "ended": True, "age": 1.0,
+             "sent": {"X": [1.0]}}
+    again = request("X", time_start=99.5, stamp={"sent_at": 1.5})
+    covered_one = request("X", time_start=99.4, stamp={"sent_at": 1.0})
+    c = request("C", time_start=99.6, stamp={"sent_at": 2.0})
+    seen_by_c = snapshot(w2=reply(active=[again]), w1=reply(active=[covered_one, c]),
+                         w0=reply(covered=[cover]))
+    verdict, _ = judge_copy(seen_by_c, Copy(id="C", worker="w1", name="t.declared", key=KEY,
+                                            spec=DEFAULT_KEY, stamp={"sent_at": 2.0},
+                                            began=99.6), GuardTiming(), "emit")
+    assert not verdict.run and verdict.winner.rank[0] == 1.5
+
+
+def test_a_record_is_young_the_moment_its_run_ends_whatever_a_reply_sees_meanwhile(
+        folder, monkeypatch):
+    # a body that ran more than the memory window: a reply built while the
+    # record turns from running to ended must not take it for an old one
+    covering.record("R", "t.declared", ["B"])
+    began = time.time() - covering.REMEMBER_FOR - 10
+    for path in folder.iterdir():
+        os.utime(path, (began, began))
+    real_replace = os.replace
+
+    def replace_while_a_reply_is_built(src, dst):
+        covering.reported([("R", os.getpid())], None)
+        real_replace(src, dst)
+        covering.reported([], None)
+    monkeypatch.setattr(covering.os, "replace", replace_while_a_reply_is_built)
+    covering.ended("R")
+    monkeypatch.setattr(covering.os, "replace", real_replace)
+    assert [r["by"] for r in covering.reported([], None)] == ["R"]
