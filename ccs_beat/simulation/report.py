@@ -12,6 +12,7 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 
 from .model import CCS, CONDITIONS, RULES, TALK, TALK_DELAY, Condition, make_scenario
 from .outcome import Outcome
@@ -96,7 +97,10 @@ def run(conditions: Sequence[Condition] = CONDITIONS, scenarios: int = 2_000,
     if processes == 1:
         parts = [_tally(conditions, seed, 0, scenarios)]
     else:
-        with ProcessPoolExecutor(processes) as pool:
+        # spawn, not fork: forking a process that runs threads (a test
+        # session's broker clients, say) can copy a lock held mid-operation
+        # and hang the child
+        with ProcessPoolExecutor(processes, mp_context=get_context("spawn")) as pool:
             futures = [pool.submit(_tally, conditions, seed, a, b)
                        for a, b in itertools.pairwise(bounds)]
             parts = [f.result() for f in futures]
