@@ -33,6 +33,7 @@ from kombu import Consumer
 from kombu.utils.uuid import uuid
 
 from .errors import ConfigurationError, UnkeyableError
+from .guard import is_clock
 from .identity import KeySpec, task_key
 from .logs import get_logger, printable
 
@@ -397,15 +398,10 @@ def _age_from(value: Any) -> float | None:
 def _sent_from(value: Any) -> dict[str, frozenset[float]]:
     """``{id: [send times]}`` of a ``covered`` record."""
     if not isinstance(value, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, list) and all(_clock(t) for t in v)
+            isinstance(k, str) and isinstance(v, list) and all(is_clock(t) for t in v)
             for k, v in value.items()):
         raise GarbledReply(f"a 'covered' record's 'sent' is {value!r:.80}")
     return {k: frozenset(float(t) for t in v) for k, v in value.items()}
-
-
-def _clock(value: Any) -> bool:
-    return (not isinstance(value, bool) and isinstance(value, (int, float))
-            and _finite(value))
 
 
 def _covers_from(body: Mapping[str, Any], worker: str) -> tuple[Cover, ...]:

@@ -55,6 +55,18 @@ def make_stamp(key: str, *, entry: str | None = None, sent_at: float | None = No
     return stamp
 
 
+def stamp_of(request: Any) -> Mapping[str, Any] | None:
+    """The stamp in a task's request context: a top-level message header,
+    which Celery puts on the context (or, in some versions, under
+    ``headers``)."""
+    found = vars(request) if hasattr(request, "__dict__") else {}
+    stamp = found.get(STAMP_HEADER)
+    if stamp is None:
+        headers = found.get("headers")
+        stamp = headers.get(STAMP_HEADER) if isinstance(headers, Mapping) else None
+    return stamp if isinstance(stamp, Mapping) else None
+
+
 def _describe(request: Request) -> dict[str, Any]:
     headers = request.request_dict or {}
     stamp = headers.get(STAMP_HEADER)
@@ -120,12 +132,8 @@ def _note_finished(task_id: Any = None, task: Any = None, state: Any = None,
     if state == states.RETRY or (state == states.REJECTED
                                  and getattr(retval, "requeue", True)):
         return
-    request = getattr(task, "request", None)
-    stamp = getattr(request, STAMP_HEADER, None)
-    if stamp is None:   # some Celery versions keep custom headers under ``headers``
-        headers = getattr(request, "headers", None)
-        stamp = headers.get(STAMP_HEADER) if isinstance(headers, Mapping) else None
-    if isinstance(task_id, str) and isinstance(stamp, Mapping) and "entry" in stamp:
+    stamp = stamp_of(getattr(task, "request", None))
+    if isinstance(task_id, str) and stamp is not None and "entry" in stamp:
         skipping_marks.mark_finished(task_id)
 
 

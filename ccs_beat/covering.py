@@ -28,7 +28,6 @@ A record is a small JSON file in the main process's folder of marks (see
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
@@ -50,10 +49,6 @@ MAX_IDS = 100
 RUNNING, ENDED = ".cover", ".ended"
 
 
-def _stem(task_id: str, pid: int) -> str:
-    return f"{hashlib.sha256(task_id.encode('utf-8', 'replace')).hexdigest()[:32]}.{pid}"
-
-
 def record(task_id: str, name: str, covered: Iterable[str],
            sent: Mapping[str, list[float]] | None = None) -> None:
     """This pool process's ``task_id`` runs now; ``covered`` waited at its
@@ -63,7 +58,7 @@ def record(task_id: str, name: str, covered: Iterable[str],
         return
     data = json.dumps({"by": task_id, "name": name, "ids": ids,
                        "sent": {i: t for i, t in (sent or {}).items() if i in ids}})
-    path = os.path.join(folder, _stem(task_id, os.getpid()))
+    path = os.path.join(folder, skipping.stem(task_id, os.getpid()))
     # a record is a courtesy to later copies, never fatal
     with contextlib.suppress(OSError):
         with open(path + ".tmp", "w", encoding="utf-8") as fh:
@@ -76,7 +71,7 @@ def ended(task_id: str) -> None:
     folder = skipping.folder()
     if folder is None:
         return
-    path = os.path.join(folder, _stem(task_id, os.getpid()))
+    path = os.path.join(folder, skipping.stem(task_id, os.getpid()))
     with contextlib.suppress(OSError):
         os.utime(path + RUNNING)      # the age counts from now, before anyone sees ENDED
         os.replace(path + RUNNING, path + ENDED)
@@ -88,7 +83,7 @@ def dropped(task_id: str) -> None:
     or step aside by the rule alone."""
     folder = skipping.folder()
     if folder is not None:
-        _remove(os.path.join(folder, _stem(task_id, os.getpid())) + RUNNING)
+        _remove(os.path.join(folder, skipping.stem(task_id, os.getpid())) + RUNNING)
 
 
 def reported(active: Iterable[tuple[str, int | None]], names: set[str] | None,
@@ -104,7 +99,7 @@ def reported(active: Iterable[tuple[str, int | None]], names: set[str] | None,
         files = [f for f in os.listdir(folder) if f.endswith((RUNNING, ENDED))]
     except OSError:
         return []
-    alive = {_stem(task_id, pid) for task_id, pid in active if pid is not None}
+    alive = {skipping.stem(task_id, pid) for task_id, pid in active if pid is not None}
     out, ended_files = [], []
     for name in files:
         path = os.path.join(folder, name)

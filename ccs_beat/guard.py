@@ -123,10 +123,14 @@ def is_clock(value: Any) -> bool:
 def rank_of(task_id: str, worker: str, stamp: Any, time_start: float | None) -> Rank:
     """The rank every observer computes for a task: stamp first, else time_start."""
     started = float(time_start) if is_clock(time_start) else float("inf")
-    sent_at = stamp.get("sent_at") if isinstance(stamp, Mapping) else None
-    if not is_clock(sent_at):   # absent, or forged: NaN would make every comparison false
-        sent_at = started
-    return (float(sent_at), task_id, worker, started)
+    sent = sent_at(stamp)      # absent, or forged: NaN would make every comparison false
+    return (started if sent is None else sent, task_id, worker, started)
+
+
+def sent_at(stamp: Any) -> float | None:
+    """The sender's clock in a stamp, if it holds one that is a clock."""
+    value: Any = stamp.get("sent_at") if isinstance(stamp, Mapping) else None
+    return float(value) if is_clock(value) else None
 
 
 def decide(me: Rank, peers: Sequence[Peer], timing: GuardTiming, *,

@@ -47,7 +47,9 @@ def folder() -> str | None:
     return _folder
 
 
-def _name(task_id: str, pid: int) -> str:
+def stem(task_id: str, pid: int) -> str:
+    """A file name for a request in the folder: its id hashed (an id can
+    hold any character), and the pool process."""
     return f"{hashlib.sha256(task_id.encode('utf-8', 'replace')).hexdigest()[:32]}.{pid}"
 
 
@@ -57,7 +59,7 @@ def mark(task_id: str) -> None:
         return
     # a mark is a courtesy to peers, never fatal
     with contextlib.suppress(OSError), \
-            open(os.path.join(_folder, _name(task_id, os.getpid())), "w"):
+            open(os.path.join(_folder, stem(task_id, os.getpid())), "w"):
         pass
 
 
@@ -66,20 +68,20 @@ def mark_finished(task_id: str) -> None:
     if _folder is None:
         return
     with contextlib.suppress(OSError), \
-            open(os.path.join(_folder, _name(task_id, 0) + ".finished"), "w"):
+            open(os.path.join(_folder, stem(task_id, 0) + ".finished"), "w"):
         pass
 
 
 def finished(task_id: str) -> bool:
     """True if a pool process of this worker marked ``task_id`` finished."""
     return _folder is not None and os.path.exists(
-        os.path.join(_folder, _name(task_id, 0) + ".finished"))
+        os.path.join(_folder, stem(task_id, 0) + ".finished"))
 
 
 def forget_finished(task_id: str) -> None:
     if _folder is not None:
         with contextlib.suppress(OSError):
-            os.unlink(os.path.join(_folder, _name(task_id, 0) + ".finished"))
+            os.unlink(os.path.join(_folder, stem(task_id, 0) + ".finished"))
 
 
 def marked(active: list[tuple[str, int | None]]) -> set[tuple[str, int | None]]:
@@ -95,8 +97,8 @@ def marked(active: list[tuple[str, int | None]]) -> set[tuple[str, int | None]]:
         return set()
     present = {name for name in present if "." in name and name.rsplit(".", 1)[1].isdigit()}
     found: set[tuple[str, int | None]] = {(task_id, pid) for task_id, pid in active
-             if pid is not None and _name(task_id, pid) in present}
-    for stale in present - {_name(task_id, pid) for task_id, pid in found if pid is not None}:
+             if pid is not None and stem(task_id, pid) in present}
+    for stale in present - {stem(task_id, pid) for task_id, pid in found if pid is not None}:
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(_folder, stale))
     return found

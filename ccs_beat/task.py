@@ -39,9 +39,9 @@ from celery.exceptions import Ignore
 from . import covering, skipping
 from . import signals as ccs_signals
 from .cluster import ClusterReader, Cover, SeenTask, Snapshot
-from .control import STAMP_HEADER, make_stamp
+from .control import STAMP_HEADER, make_stamp, stamp_of
 from .errors import ConfigurationError, UnkeyableError
-from .guard import GuardTiming, GuardVerdict, Peer, Rank, decide, is_clock, rank_of
+from .guard import GuardTiming, GuardVerdict, Peer, Rank, decide, is_clock, rank_of, sent_at
 from .identity import DEFAULT_KEY, KeySpec, task_key
 from .logs import get_logger
 from .policy import Policy, Settings, load_settings, parse_policy
@@ -104,7 +104,7 @@ class SingletonTask(Task):
             return super().__call__(*args, **kwargs)
         # the unguarded path is two dict lookups: every task of an app whose
         # task_cls is SingletonTask comes through here
-        stamp = _stamp_of(request)
+        stamp = stamp_of(request)
         if self.singleton is None and not (stamp and "key" in stamp):
             return self.run(*args, **kwargs)
         try:
@@ -247,17 +247,6 @@ def _has_backend(app: Any) -> bool:
     return not isinstance(app.backend, DisabledBackend)
 
 
-def _stamp_of(request: Any) -> Mapping[str, Any] | None:
-    """The stamp in a task's request: a top-level message header, which Celery
-    puts on the request context (or, in some versions, under ``headers``)."""
-    found = vars(request)
-    stamp = found.get(STAMP_HEADER)
-    if stamp is None:
-        headers = found.get("headers")
-        stamp = headers.get(STAMP_HEADER) if isinstance(headers, Mapping) else None
-    return stamp if isinstance(stamp, Mapping) else None
-
-
 @dataclass(frozen=True)
 class Copy:
     """The guarded request that decides, as its own pool process knows it:
@@ -308,12 +297,6 @@ def unlisted(snapshot: Snapshot, copy: Copy) -> bool:
     return snapshot.answered(copy.worker) and not any(
         seen.state == "active" and seen.id == copy.id and seen.worker == copy.worker
         for seen in snapshot.tasks)
-
-
-def sent_at(stamp: Mapping[str, Any] | None) -> float | None:
-    """The sender's clock in a stamp, if it holds one."""
-    value: Any = stamp.get("sent_at") if isinstance(stamp, Mapping) else None
-    return float(value) if is_clock(value) else None
 
 
 def sent_times(snapshot: Snapshot, ids: frozenset[str]) -> dict[str, list[float]]:
