@@ -9,6 +9,10 @@ stock scheduler's tick: what the singleton check costs on top of sending.
 
     python benchmarks/adapter_ticks.py            # N = 200 and 1,000; 3 repeats
     python benchmarks/adapter_ticks.py --quick    # N = 200; 2 repeats
+    python benchmarks/adapter_ticks.py --json     # one JSON object on stdout (the
+                                                  # table goes to stderr)
+
+``benchmarks/compare.py`` runs this script on two commits and compares them.
 """
 
 from __future__ import annotations
@@ -30,11 +34,31 @@ sys.path.insert(0, str(REPO))
 REDIS = "redis://127.0.0.1:6379/3"
 REDBEAT = "redis://127.0.0.1:6379/6"
 
+# where the human table goes: stdout, or stderr under --json (stdout is the JSON)
+OUT = sys.stdout
+
+
+def say(*args) -> None:
+    print(*args, file=OUT, flush=True)
+
+
+def row(adapter: str, stock: str, singleton: str, n: int, plain_runs: list[float],
+        ccs_runs: list[float], reads: int) -> dict:
+    """One result; times in ms, medians of the repeats. Printed as a table line."""
+    plain, ccs = statistics.median(plain_runs), statistics.median(ccs_runs)
+    say(f"{n:>6} {plain * 1000:>15.0f} ms {ccs * 1000:>9.0f} ms {reads:>6} "
+        f"{ccs / plain:>6.2f}x")
+    return {"adapter": adapter, "n": n, "stock": stock, "singleton": singleton,
+            "stock_ms": plain * 1000, "singleton_ms": ccs * 1000, "reads": reads,
+            "ratio": ccs / plain,
+            "stock_runs_ms": [t * 1000 for t in plain_runs],
+            "singleton_runs_ms": [t * 1000 for t in ccs_runs]}
+
 
 def warm_up(beat) -> None:
     """One read before timing: a running beat knows its workers, so its reads
     return when all have answered; a new one waits the full timeout once."""
-    beat.ccs.reader.read(None)
+    beat.ccs_coordinator.reader.read(None)
 
 
 def redbeat_tick(app, n: int, singleton: bool) -> tuple[float, int]:
@@ -61,7 +85,7 @@ def redbeat_tick(app, n: int, singleton: bool) -> tuple[float, int]:
         start = time.perf_counter()
         beat.tick()
         took = time.perf_counter() - start
-        reads = beat.ccs.reader.reads - 1 if singleton else 0
+        reads = beat.ccs_coordinator.reader.reads - 1 if singleton else 0
     finally:
         beat.close()
         client = redis.Redis.from_url(REDBEAT)
@@ -71,20 +95,20 @@ def redbeat_tick(app, n: int, singleton: bool) -> tuple[float, int]:
     return took, reads
 
 
-def run_redbeat(app, sizes, repeats) -> None:
-    print("\ncelery-redbeat: one tick with N due entries (4 workers, Redis)")
-    print(f"{'N':>6} {'RedBeatScheduler':>18} {'Singleton…':>12} {'reads':>6} {'ratio':>7}")
+def run_redbeat(app, sizes, repeats) -> list[dict]:
+    say("\ncelery-redbeat: one tick with N due entries (4 workers, Redis)")
+    say(f"{'N':>6} {'RedBeatScheduler':>18} {'Singleton…':>12} {'reads':>6} {'ratio':>7}")
+    rows = []
     for n in sizes:
-        plain = statistics.median(redbeat_tick(app, n, False)[0] for _ in range(repeats))
+        plain = [redbeat_tick(app, n, False)[0] for _ in range(repeats)]
         runs = [redbeat_tick(app, n, True) for _ in range(repeats)]
-        ccs = statistics.median(t for t, _ in runs)
-        reads = max(r for _, r in runs)
-        print(f"{n:>6} {plain * 1000:>15.0f} ms {ccs * 1000:>9.0f} ms {reads:>6} "
-              f"{ccs / plain:>6.2f}x")
+        rows.append(row("redbeat", "RedBeatScheduler", "SingletonRedBeatScheduler", n,
+                        plain, [t for t, _ in runs], max(r for _, r in runs)))
+    return rows
 
 
 DJANGO_BENCH = r'''
-import os, statistics, sys, time
+import json, os, sys, time
 from datetime import timedelta
 import django
 django.setup()
@@ -109,29 +133,29 @@ def tick(cls, singleton):
     beat = cls(app=app, max_interval=1)
     try:
         if singleton:
-            beat.ccs.reader.read(None)   # warm up, as in a running beat
+            beat.ccs_coordinator.reader.read(None)   # warm up, as in a running beat
         start = time.perf_counter()
         ticks = 0
         while beat.tick() == 0 and ticks < 10 * n:   # stock tick(): one entry a call
             ticks += 1
         took = time.perf_counter() - start
-        return took, (beat.ccs.reader.reads - 1 if singleton else 0)
+        return took, (beat.ccs_coordinator.reader.reads - 1 if singleton else 0)
     finally:
         beat.close()
 
-plain = statistics.median(tick(DatabaseScheduler, False)[0] for _ in range(repeats))
+plain = [tick(DatabaseScheduler, False)[0] for _ in range(repeats)]
 runs = [tick(SingletonDatabaseScheduler, True) for _ in range(repeats)]
-ccs = statistics.median(t for t, _ in runs)
-print(f"{n:>6} {plain * 1000:>15.0f} ms {ccs * 1000:>9.0f} ms {max(r for _, r in runs):>6} "
-      f"{ccs / plain:>6.2f}x")
+print(json.dumps({"plain": plain, "ccs": [t for t, _ in runs],
+                  "reads": max(r for _, r in runs)}))
 '''
 
 
-def run_django(env: dict[str, str], sizes, repeats) -> None:
+def run_django(env: dict[str, str], sizes, repeats) -> list[dict]:
     from tests.dj.pg import django_env, fresh_database, migrate
-    print("\ndjango-celery-beat: one tick with N due periodic tasks (4 workers, "
-          "PostgreSQL, Redis)")
-    print(f"{'N':>6} {'DatabaseScheduler':>18} {'Singleton…':>12} {'reads':>6} {'ratio':>7}")
+    say("\ndjango-celery-beat: one tick with N due periodic tasks (4 workers, "
+        "PostgreSQL, Redis)")
+    say(f"{'N':>6} {'DatabaseScheduler':>18} {'Singleton…':>12} {'reads':>6} {'ratio':>7}")
+    rows = []
     with fresh_database("ccs_bench") as db, tempfile.TemporaryDirectory() as tmp:
         denv = dict(env, PYTHONPATH=str(REPO), **django_env(f"postgres:{db}"))
         migrate(denv, tmp)
@@ -141,14 +165,22 @@ def run_django(env: dict[str, str], sizes, repeats) -> None:
                                  timeout=900)
             if out.returncode != 0:
                 raise SystemExit(out.stdout + out.stderr)
-            print(out.stdout.strip().splitlines()[-1])
+            got = json.loads(out.stdout.strip().splitlines()[-1])
+            rows.append(row("django", "DatabaseScheduler", "SingletonDatabaseScheduler", n,
+                            got["plain"], got["ccs"], got["reads"]))
+    return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object on stdout (the table goes to stderr)")
     args = parser.parse_args()
     sizes, repeats = ([200], 2) if args.quick else ([200, 1000], 3)
+    global OUT
+    if args.json:
+        OUT = sys.stderr
 
     from tests.integration.harness import Cluster
     with tempfile.TemporaryDirectory() as tmp:
@@ -161,12 +193,16 @@ def main() -> None:
             cluster.wait_for_workers(hosts)
             app = cluster.app
             app.conf.task_default_queue = cluster.queue + "-unconsumed"  # do not run them
-            run_redbeat(app, sizes, repeats)
+            rows = run_redbeat(app, sizes, repeats)
             env = cluster.env(CCS_TEST_SETTINGS=json.dumps(
                 {"task_default_queue": cluster.queue + "-unconsumed"}))
-            run_django(env, sizes, repeats)
+            rows += run_django(env, sizes, repeats)
         finally:
             cluster.close()
+    if args.json:
+        import ccs_beat
+        print(json.dumps({"ccs_beat_file": ccs_beat.__file__, "repo": str(REPO),
+                          "repeats": repeats, "sizes": sizes, "rows": rows}))
 
 
 if __name__ == "__main__":

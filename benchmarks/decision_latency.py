@@ -100,7 +100,7 @@ def burst(cluster: Cluster, scheduler_cls: type, entries: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         sched = scheduler_cls(app=app, schedule_filename=os.path.join(tmp, "schedule"))
         try:
-            reader = getattr(sched.ccs, "reader", None) if hasattr(sched, "ccs") else None
+            reader = getattr(getattr(sched, "ccs_coordinator", None), "reader", None)
             if reader:
                 # a running beat already knows its workers; a fresh one pays
                 # one full timeout on its first read (reported separately above)
@@ -116,7 +116,7 @@ def burst(cluster: Cluster, scheduler_cls: type, entries: int) -> dict:
                 if sched.tick() > 0:
                     break
             elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu0
-            emitted = (sum(len(v) for v in sched.ccs.ledger.entries.values())
+            emitted = (sum(len(v) for v in sched.ccs_coordinator.ledger.entries.values())
                        if reader else sum(1 for e in sched.schedule.values()
                                           if e.total_run_count and e.name.startswith("e")))
             return {"seconds": elapsed, "cpu": cpu, "ticks": ticks, "emitted": emitted,

@@ -96,7 +96,7 @@ def child(kind: str, n: int, period: float) -> None:
             # PersistentScheduler merges beat_schedule into a fresh shelve keeping
             # last_run_at; make sure every entry really is due now.
             assert sum(1 for e in sched.schedule.values() if e.is_due()[0]) >= n
-            reader = sched.ccs.reader if singleton else None
+            reader = sched.ccs_coordinator.reader if singleton else None
             warm = reader.read(None).elapsed if reader else 0.0
             reads0 = reader.reads if reader else 0
             casts0 = reader.broadcasts if reader else 0
@@ -123,7 +123,7 @@ def child(kind: str, n: int, period: float) -> None:
                 burst_reads, burst_casts = reader.reads, reader.broadcasts
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             if singleton:
-                emitted = sum(len(v) for v in sched.ccs.ledger.entries.values())
+                emitted = sum(len(v) for v in sched.ccs_coordinator.ledger.entries.values())
             else:
                 emitted = sum(1 for e in sched.schedule.values() if e.total_run_count)
             out = {"kind": kind, "n": n, "period": period, "build": built, "warm": warm,

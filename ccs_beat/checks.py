@@ -20,7 +20,6 @@ from kombu.utils.imports import symbol_by_name
 from .cluster import check_broadcast_support
 from .coordinator import Coordinator
 from .errors import ConfigurationError
-from .ledger import Ledger
 from .policy import Policy
 
 
@@ -44,14 +43,6 @@ class _Entry:
         self.options = spec.get("options") or {}
 
 
-#: the shipped schedulers, by the store they keep their entries and ledger in
-_STORES = {
-    "ccs_beat.contrib.django.schedulers.SingletonDatabaseScheduler": "django",
-    "ccs_beat.contrib.redbeat.SingletonRedBeatScheduler": "redbeat",
-    "ccs_beat.scheduler.SingletonScheduler": "file",
-}
-
-
 def scheduler_class(app: Any, name: str | None) -> tuple[type | None, str | None]:
     """``(class, None)`` for the beat scheduler ``name`` (as given to ``beat -S``;
     default the ``beat_scheduler`` setting), or ``(None, why)`` if it cannot be
@@ -68,35 +59,18 @@ def scheduler_class(app: Any, name: str | None) -> tuple[type | None, str | None
     return found, None
 
 
-def store_of(cls: type | None) -> str | None:
-    """Where scheduler ``cls`` keeps its entries and ledger: ``"django"``,
-    ``"redbeat"``, ``"file"``, or None (not one of ours). Read off its bases by
-    name, so that a plain Celery project never imports the Django adapter (which
-    needs Django's settings) just to learn it is not using it."""
-    for base in getattr(cls, "__mro__", ()):
-        kind = _STORES.get(f"{base.__module__}.{base.__qualname__}")
-        if kind is not None:
-            return kind
-    return None
-
-
 def _stored_entries(cls: type | None) -> Callable[[Any], CheckReport] | None:
-    """The checker of the entries ``cls`` stores (None: it stores none)."""
-    kind = store_of(cls)
-    if kind == "django":
-        from .contrib.django.schedulers import check_rows
-        return check_rows
-    if kind == "redbeat":
-        from .contrib.redbeat import check_entries
-        return check_entries
-    return None
+    """The checker of the entries scheduler ``cls`` stores (None: it stores
+    none of its own): its ``ccs_check_entries``, read off the class."""
+    checker = getattr(cls, "ccs_check_entries", None)
+    return checker if callable(checker) else None
 
 
 def check_app(app: Any, scheduler: str | None = None) -> CheckReport:
     """Validate the settings, ``beat_schedule`` and the scheduler's stored entries."""
     report = CheckReport()
     try:
-        coordinator = Coordinator(app, sender=None, ledger=Ledger())
+        coordinator = Coordinator(app, sender=None)
     except ConfigurationError as exc:
         report.problems.append(str(exc))
         return report

@@ -14,9 +14,9 @@ import sys
 import click
 from celery.bin.base import CeleryCommand
 
-from .coordinator import Coordinator
 from .errors import ConfigurationError
-from .ledger import Ledger
+from .policies import EntryPolicies
+from .policy import Policy
 
 
 def _positive_seconds(ctx: click.Context, param: click.Parameter,
@@ -85,17 +85,17 @@ def status(ctx: click.Context, as_json: bool, timeout: float | None,
     except ConfigurationError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
-    coordinator = Coordinator(app, sender=None, ledger=Ledger(), settings=settings)
-    policies = {}
+    entries = EntryPolicies(app, settings)
+    policies: dict[str, tuple[str, Policy]] = {}
     for name, spec in sorted((app.conf.beat_schedule or {}).items()):
         try:
-            policy = coordinator.policy_for(name, spec.get("options"), spec.get("task"))
+            policy = entries.policy_for(name, spec.get("options"), spec.get("task"))
         except ConfigurationError as exc:
             click.echo(f"warning: {exc}", err=True)
             continue
         if policy.checked and spec.get("task"):
             policies.setdefault(spec["task"], (name, policy))
-    task_policies = {}
+    task_policies: dict[str, Policy] = {}
     for name, task in list(app.tasks.items()):
         getter = getattr(task, "ccs_policy", None)
         if getter is not None:
@@ -108,8 +108,7 @@ def status(ctx: click.Context, as_json: bool, timeout: float | None,
                 task_policies[name] = policy
 
     ledger, source, error = read_ledger(app, schedule_path, scheduler)
-    reader = ClusterReader(app, timeout=timeout or settings.inspect_timeout,
-                           worker_expiry=settings.worker_expiry)
+    reader = ClusterReader.for_settings(app, settings, timeout=timeout or None)
     try:
         snapshot = reader.read(None, ids=ledger.unseen() if ledger is not None else None)
     finally:

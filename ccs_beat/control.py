@@ -27,7 +27,7 @@ from celery.worker.request import Request
 
 from . import covering
 from . import skipping as skipping_marks
-from .cluster import COMMAND, PROTOCOL
+from .replies import COMMAND, PROTOCOL
 
 #: message header that carries the sender's stamp
 STAMP_HEADER = "ccs_beat"

@@ -1,11 +1,15 @@
-"""Glue between a beat scheduler and the pure decision.
+"""Glue between a beat scheduler and the pure decision: the one path every
+emission and every skip takes.
 
-A :class:`Coordinator` belongs to one scheduler instance. It knows the
-settings, parses each entry's policy, shares one cluster read across a burst of
-due entries, keeps the ledger, prepares the message options of an emission
-(no ``singleton`` key, an ``expires``, the sender's stamp), logs every decision
-and sends the signals. It knows nothing about how a scheduler stores its
-entries or its ledger: :mod:`ccs_beat.scheduler` and the contrib adapters do.
+A :class:`Coordinator` belongs to one scheduler instance. It resolves each
+entry's policy and key, shares one cluster read across a burst of due
+entries, keeps the ledger in the scheduler's :class:`~ccs_beat.ledger_store.
+LedgerStore`, and runs each decision through :meth:`Coordinator.handle`:
+judge, write ahead, publish, withdraw on failure, record, report (log, signal,
+event file) and tell the scheduler. A scheduler adapter gives it two things:
+how to publish a prepared entry (its stock ``apply_async``) and, for buffered
+runs, how to find and reserve an entry. It knows nothing else about how a
+scheduler stores its entries.
 """
 
 from __future__ import annotations
@@ -14,192 +18,149 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import Any
 
 from celery import states
-from celery.beat import BeatLazyFunc
-from celery.utils.time import maybe_iso8601, maybe_make_aware
 from kombu.utils.uuid import uuid
 
 from . import signals
-from .cluster import ClusterReader, Snapshot, check_broadcast_support
+from .cluster import ClusterReader, check_broadcast_support
 from .control import STAMP_HEADER, make_stamp
-from .decide import Decision, decide
-from .errors import ConfigurationError, UnkeyableError
-from .identity import task_key
+from .decide import Decision, decide_entry
+from .entries import (
+    LAST_RUN_HORIZON,
+    OPTION,
+    BeatEntry,
+    copy_with,
+    describe_entry,
+    due_since,
+    enabled,
+    expiry,
+    runs_no_more,
+)
+from .errors import ConfigurationError
+from .events import BeatAction, DecisionEvent, Reason
 from .ledger import Emission, Ledger
+from .ledger_store import LedgerStore, MemoryLedgerStore
 from .logs import get_logger
-from .policy import Policy, Settings, load_settings, parse_policy
-from .task import task_default
+from .policies import EntryPolicies
+from .policy import Policy, Settings, load_settings
+from .reporting import report
+from .snapshot import Snapshot
 
 logger = get_logger("ccs_beat")
 
-#: the per-entry option ccs_beat reads (and removes before sending)
-OPTION = "singleton"
-
-#: "due, and next in more than this" is no next run: django-celery-beat's
-#: clocked schedule says that (100,000,000 s) once its time has passed; a
-#: schedule that is merely far off (a crontab on 29 February) is not due
-NO_NEXT_RUN = 366 * 86400.0
-#: how long the ledger counts an emission nobody saw, of an entry with no next run
-LAST_RUN_HORIZON = 300.0
+#: sends a prepared entry (options final: no ``singleton`` key, an expiry, the
+#: stamp, the task id) and returns what ``apply_async`` returns
+Publish = Callable[[Any], Any]
+#: told of every decision about a singleton (the Django adapter keeps the last)
+OnDecision = Callable[[Any, DecisionEvent], None]
 
 
 @dataclass(frozen=True)
 class Verdict:
     """What was decided for one due entry, and with what."""
 
-    policy: Policy | None
-    key: str | None
-    decision: Decision | None   # None: the entry is not checked (allow or invalid)
-    buffered: bool = False
+    policy: Policy | None       # None: the entry's option or arguments are invalid
+    key: str | None             # None: the entry is not checked
+    decision: Decision | None   # None: not checked, or sent without a decision
+    buffered: bool = False      # a remembered buffer_one run
     #: wall clock when beat took the entry up, before the cluster read: the
     #: run's own time, from which its default expiry is measured
     judged_at: float | None = None
+    #: wall clock when the cluster read it was decided by began
+    read_at: float | None = None
 
     @property
     def emit(self) -> bool:
         return self.decision is None or self.decision.emit
 
-
-def _lazy(value: Any) -> bool:
-    return isinstance(value, BeatLazyFunc)
-
-
-def _arguments(entry: Any) -> tuple[list[Any], dict[str, Any]]:
-    """An entry's args and kwargs as a list and a dict, or raise naming the entry:
-    a row or a Redis entry can hold ``5`` or ``[1]`` where they belong."""
-    args, kwargs = entry.args or (), entry.kwargs or {}
-    if not isinstance(args, (list, tuple)):
-        raise UnkeyableError(f"{describe_entry(entry.name)}: args is {args!r:.60} "
-                             f"(a {type(args).__name__}), not a list")
-    if not isinstance(kwargs, Mapping):
-        raise UnkeyableError(f"{describe_entry(entry.name)}: kwargs is {kwargs!r:.60} "
-                             f"(a {type(kwargs).__name__}), not a dict")
-    return list(args), dict(kwargs)
-
-
-def entry_arguments(entry: Any) -> tuple[list[Any], dict[str, Any], bool]:
-    """``(args, kwargs, had_lazy)`` of an entry, with BeatLazyFunc values called."""
-    args, kwargs = _arguments(entry)
-    had_lazy = any(map(_lazy, args)) or any(map(_lazy, kwargs.values()))
-    if had_lazy:
-        args = [a() if _lazy(a) else a for a in args]
-        kwargs = {k: v() if _lazy(v) else v for k, v in kwargs.items()}
-    return args, kwargs, had_lazy
-
-
-def due_since(entry: Any) -> float | None:
-    """Wall-clock time at which a due entry became due (None: cannot tell)."""
-    try:
-        remaining = entry.schedule.remaining_estimate(entry.last_run_at)
-        return time.time() + remaining.total_seconds()
-    except Exception:  # noqa: BLE001 - exotic schedule: treat it as due just now
-        return None
-
-
-def _own_expiry(name: str, own: Any) -> Any:
-    """An entry's own ``expires`` as seconds or a datetime. Celery also takes
-    an ISO 8601 string; anything else is named at WARNING and the default
-    expiry used, never silently replaced."""
-    if not isinstance(own, str):
-        return own
-    try:
-        return maybe_iso8601(own)
-    except (TypeError, ValueError):
-        logger.warning("ccs_beat: %s: expires %r is neither seconds nor an ISO 8601 time; "
-                       "sending it with the default expiry", describe_entry(name), own[:80])
-        return None
-
-
-def describe_entry(name: str) -> str:
-    return f"beat entry {name!r}"
+    def reason(self) -> Reason:
+        """The reason code of an emission or a skip."""
+        if self.decision is not None:
+            return self.decision.reason
+        if self.policy is None:
+            return Reason.INVALID_ENTRY
+        return Reason.OVERLAP_ALLOWED if self.key is None else Reason.SENT_DIRECTLY
 
 
 class Coordinator:
     """Per-scheduler state and decisions. See the module docstring."""
 
-    def __init__(self, app: Any, sender: Any, ledger: Ledger | None = None,
+    def __init__(self, app: Any, sender: Any, *, store: LedgerStore | None = None,
                  settings: Settings | None = None, reader: ClusterReader | None = None,
-                 names: Callable[[], Iterable[str] | None] | None = None) -> None:
+                 names: Callable[[], Iterable[str] | None] | None = None,
+                 in_charge: Callable[[], bool] | None = None,
+                 on_decision: OnDecision | None = None) -> None:
         self.app = app
         self.sender = sender
         self.settings = settings if settings is not None else load_settings(app.conf)
-        self.reader = reader or ClusterReader(app, timeout=self.settings.inspect_timeout,
-                                              worker_expiry=self.settings.worker_expiry)
-        self.ledger = ledger if ledger is not None else Ledger()
+        self.policies = EntryPolicies(app, self.settings)
+        self.reader = reader or ClusterReader.for_settings(app, self.settings)
+        self.store = store if store is not None else MemoryLedgerStore()
+        self.ledger = Ledger()
         self._names = names
+        self._in_charge = in_charge or (lambda: True)
+        self._on_decision = on_decision
         self._snapshot: Snapshot | None = None
         self._snapshot_at = 0.0      # monotonic, when the read began
         self._snapshot_wall = 0.0    # wall clock, when the read began
         self._next_poll = 0.0
-        self._policies: dict[tuple[str, str], Policy] = {}
-        self._judged: dict[str, Verdict] = {}
         self._result_warned = False
 
     # -- configuration ------------------------------------------------------
 
     def policy_for(self, name: str, options: Mapping[str, Any] | None,
                    task: Any = None) -> Policy:
-        """The policy of entry ``name`` of task ``task`` (which must be a task
-        name: a row or a Redis entry can hold anything): its option, else the
-        task's declaration, else the app default. Parsed once per distinct
-        option value."""
-        if options is not None and not isinstance(options, Mapping):
-            raise ConfigurationError(f"{describe_entry(name)}: options is {options!r:.60}, "
-                                     "not a dict")
-        if task is not None and not isinstance(task, str):
-            raise ConfigurationError(f"{describe_entry(name)}: task is {task!r:.60}, not a "
-                                     "task name")
-        raw = (options or {}).get(OPTION)
-        cache_key = (name, task, repr(raw))
-        policy = self._policies.get(cache_key)
-        if policy is None:
-            # an entry's options may come from a database row or Redis: only
-            # key functions registered in code may be named
-            policy = parse_policy(raw, default=task_default(self.app, task, self.settings),
-                                  where=f"{describe_entry(name)}: {OPTION}",
-                                  functions=self.settings.key_functions)
-            self._policies[cache_key] = policy
-        return policy
-
-    def key_for(self, entry: Any, policy: Policy) -> str:
-        args, kwargs, _ = entry_arguments(entry)
-        try:
-            return task_key(entry.task, args, kwargs, policy.key)
-        except UnkeyableError as exc:
-            raise UnkeyableError(f"{describe_entry(entry.name)}: {exc}") from exc
+        return self.policies.policy_for(name, options, task)
 
     def validate(self, entries: Mapping[str, Any], *,
                  check_transport: bool = True) -> dict[str, Policy]:
         """Check every entry's policy and key; raise one error listing all
         problems. Then, with ``check_transport``, that the broker can broadcast
         (a connection: a caller validating entries one by one asks once)."""
-        problems, policies = [], {}
-        for name, entry in entries.items():
-            try:
-                policy = self.policy_for(name, getattr(entry, "options", None),
-                                         getattr(entry, "task", None))
-                if policy.checked:
-                    args, kwargs, lazy = entry_arguments_unevaluated(entry)
-                    if not lazy:
-                        try:
-                            task_key(entry.task, args, kwargs, policy.key)
-                        except UnkeyableError as exc:
-                            raise UnkeyableError(
-                                f"{describe_entry(name)}: arguments cannot be keyed: {exc}"
-                            ) from exc
-                policies[name] = policy
-            except ConfigurationError as exc:
-                problems.append(str(exc))
-        if problems:
-            raise ConfigurationError(
-                "ccs_beat: invalid configuration:\n  - " + "\n  - ".join(problems))
+        policies = self.policies.validate(entries)
         if check_transport and (self.settings.default_policy.checked
                                 or any(p.checked for p in policies.values())):
             check_broadcast_support(self.app)
         return policies
+
+    def in_charge(self) -> bool:
+        """False while another beat is in charge (see the scheduler's hook)."""
+        return self._in_charge()
+
+    # -- the ledger ---------------------------------------------------------------
+
+    def load_ledger(self, keep_entries: Iterable[str]) -> None:
+        """Read the ledger from the store (journal replayed) and drop what
+        entries no longer in the schedule left behind."""
+        ledger = self.store.load()
+        ledger.forget(keep_entries)
+        self.ledger = ledger
+
+    def save_ledger(self) -> None:
+        """Save the ledger if it changed and this beat is in charge; a store
+        that fails is logged, and beat goes on (the journal still holds what
+        was sent)."""
+        if not self.ledger.dirty:
+            return
+        if not self._in_charge():
+            logger.debug("ccs_beat: not saving the ledger: another beat is in charge")
+            return
+        try:
+            self.store.save(self.ledger)
+            self.ledger.dirty = False
+        except Exception as exc:
+            logger.error("ccs_beat: could not save the ledger to %s: %r", self.store.where,
+                         exc, exc_info=True)
+
+    def _journal(self, record: dict[str, Any]) -> None:
+        try:
+            self.store.append(record)
+        except Exception as exc:
+            logger.error("ccs_beat: could not write the ledger's journal before sending "
+                         "(%r); a beat killed before the end of this burst would forget "
+                         "entry %r's emission", exc, record.get("entry"), exc_info=True)
 
     # -- cluster reads --------------------------------------------------------
 
@@ -226,6 +187,7 @@ class Coordinator:
         return snap
 
     def end_burst(self) -> None:
+        """A burst of due entries is over: the next one reads the cluster again."""
         self._snapshot = None
 
     def _result_ready(self) -> Callable[[str], bool | None] | None:
@@ -246,74 +208,91 @@ class Coordinator:
                 return None
         return ready
 
-    # -- decisions ------------------------------------------------------------
+    # -- the one path -----------------------------------------------------------
 
-    def judge(self, entry: Any, *, buffered: bool = False) -> Verdict:
+    def handle(self, entry: BeatEntry, publish: Publish, *,
+               runs_once: bool = False) -> DecisionEvent | None:
+        """Decide a due entry and carry the decision out: publish it, or
+        skip it (remembered under ``buffer_one``, and always for an entry
+        that ``runs_once``). Returns the decision's event (None when this
+        beat is not in charge and sent nothing). Raises what ``publish``
+        raises, after withdrawing the emission from the ledger."""
+        verdict = self.judge(entry)
+        if verdict.emit:
+            return self.send(entry, verdict, publish)[1]
+        return self._skip(entry, verdict, runs_once=runs_once)
+
+    def judge(self, entry: BeatEntry, *, buffered: bool = False) -> Verdict:
         """Decide one due entry. Never raises: bad data means plain beat."""
         judged_at = time.time()
         try:
-            policy = self.policy_for(entry.name, entry.options, entry.task)
+            policy = self.policies.of(entry)
         except Exception as exc:  # noqa: BLE001 - bad stored data must not stop beat
             logger.error("ccs_beat: %s; sending it without the singleton check", exc)
-            return self._remember(entry, Verdict(None, None, None))
+            return Verdict(None, None, None)
         if not policy.checked:
-            return self._remember(entry, Verdict(policy, None, None))
+            return Verdict(policy, None, None)
         try:
-            key = self.key_for(entry, policy)
+            key = self.policies.key_for(entry, policy)
         except Exception as exc:  # noqa: BLE001 - bad stored data must not stop beat
             logger.error("ccs_beat: %s; sending it without the singleton check", exc)
-            return self._remember(entry, Verdict(policy, None, None))
+            return Verdict(policy, None, None)
         try:
             snap = self.snapshot(None if buffered else due_since(entry))
             now = time.time()
             outstanding = self.ledger.outstanding(key, snap, now, self._result_ready())
             matches = [] if snap.failure else snap.matching(policy.key, key, entry.task)
-            decision = decide(policy, matches=matches, outstanding=outstanding,
-                              incomplete=snap.incomplete_reason(entry.task), now=now)
+            decision = decide_entry(policy, matches=matches, outstanding=outstanding,
+                                    incomplete=snap.incomplete_reason(entry.task), now=now)
         except Exception as exc:   # beat must go on; on_unknown decides
             logger.exception("ccs_beat: error while deciding %s; on_unknown=%s decides",
                              describe_entry(entry.name), policy.on_unknown)
-            decision = decide(policy, matches=[], outstanding=[], now=time.time(),
-                              incomplete=f"error while deciding: {exc!r:.200}")
-        return self._remember(entry, Verdict(policy, key, decision, buffered=buffered,
-                                             judged_at=judged_at))
+            decision = decide_entry(policy, matches=[], outstanding=[], now=time.time(),
+                                    incomplete=f"error while deciding: {exc!r:.200}")
+        return Verdict(policy, key, decision, buffered=buffered, judged_at=judged_at,
+                       read_at=self._snapshot_wall if self._snapshot is not None else None)
 
-    def _remember(self, entry: Any, verdict: Verdict) -> Verdict:
-        # apply_entry() -> Celery -> apply_async() -> prepare() picks it up
-        self._judged[entry.name] = verdict
-        return verdict
+    def unjudged(self, entry: BeatEntry) -> Verdict:
+        """Verdict for an emission that did not go through :meth:`judge`
+        (``apply_async`` called directly): recorded if it is a singleton."""
+        try:
+            policy = self.policies.of(entry)
+            key = self.policies.key_for(entry, policy) if policy.checked else None
+        except ConfigurationError:
+            return Verdict(None, None, None)
+        return Verdict(policy, key, None)
 
-    def discard(self, entry: Any) -> None:
-        """Forget the verdict of an entry that will not be sent after all."""
-        self._judged.pop(entry.name, None)
+    def send(self, entry: BeatEntry, verdict: Verdict,
+             publish: Publish) -> tuple[Any, DecisionEvent | None]:
+        """Publish ``entry`` under ``verdict``: written ahead to the ledger
+        and its journal, withdrawn if the publish fails, then reported.
+        Returns ``(result, event)``; ``(None, None)`` when another beat is in
+        charge (a standby must not publish)."""
+        if not self._in_charge():
+            logger.warning("ccs_beat: not sending %r: another beat is in charge of the "
+                           "schedule", entry.name)
+            return None, None
+        sending, expires_at = self.prepare(entry, verdict)
+        noted = self._write_ahead(entry, sending, verdict, expires_at)
+        try:
+            result = publish(sending)
+        except Exception:
+            # not published: do not wait for it (a withdrawn id is never sent)
+            if noted is not None:
+                self._journal(self.ledger.withdraw(entry.name, noted))
+            raise
+        task_id = getattr(result, "id", None)
+        if verdict.key is not None and task_id:
+            if task_id != noted:
+                self.ledger.record(entry.name, Emission(task_id=task_id, key=verdict.key,
+                                                        sent_at=time.time(),
+                                                        expires_at=expires_at))
+            self.ledger.set_pending(entry.name, False)
+        return result, self._report_sent(entry, verdict, task_id, expires_at)
 
-    def skipped(self, entry: Any, verdict: Verdict, *, runs_once: bool = False) -> None:
-        """Log, signal and remember a skipped run: under ``buffer_one``, and
-        always for an entry that ``runs_once`` (a one-off, whose schedule may
-        not look at it again for years: it goes out as soon as nothing
-        blocks it)."""
-        decision = verdict.decision
-        assert decision is not None and verdict.policy is not None
-        self._judged.pop(entry.name, None)
-        remembered = decision.buffer or runs_once
-        if remembered:
-            self.ledger.set_pending(entry.name, True)
-        level = logging.WARNING if decision.unknown else logging.INFO
-        logger.log(level, "ccs_beat: skipped %r (%s): %s [overlap=%s%s]", entry.name,
-                   entry.task, decision.describe(), verdict.policy.overlap,
-                   ", one run buffered" if decision.buffer
-                   else ", a one-off: sent once nothing blocks it" if remembered else "")
-        signals.entry_skipped.send(sender=self.sender, entry=entry, key=verdict.key,
-                                   decision=decision)
-
-    # -- emissions ------------------------------------------------------------
-
-    def prepare(self, entry: Any) -> tuple[Any, Verdict, float | None]:
-        """A copy of ``entry`` whose options are ready to send, the verdict it
-        was sent under, and its expiry as a wall-clock time (or None)."""
-        verdict = self._judged.pop(entry.name, None)
-        if verdict is None:
-            verdict = self._plain_verdict(entry)
+    def prepare(self, entry: BeatEntry, verdict: Verdict) -> tuple[Any, float | None]:
+        """A copy of ``entry`` whose options are ready to send, and its expiry
+        as a wall-clock time (or None)."""
         options = {k: v for k, v in (entry.options or {}).items() if k != OPTION}
         headers = options.get("headers")
         if isinstance(headers, Mapping) and STAMP_HEADER in headers:
@@ -323,12 +302,12 @@ class Coordinator:
         expires_at = None
         if verdict.key is not None and verdict.policy is not None:
             now = time.time()
-            expires = self._expires(entry, verdict.policy, options, now,
-                                    since=verdict.judged_at)
+            expires = expiry(entry, verdict.policy.expires, options, now, self.app.timezone,
+                             since=verdict.judged_at)
             if expires is not None:
                 options["expires"] = expires
                 expires_at = now + expires
-            elif self._runs_no_more(entry):
+            elif runs_no_more(entry):
                 # nothing to expire before; the ledger still must not count an
                 # unseen emission for years (the row may be armed again)
                 expires_at = now + LAST_RUN_HORIZON
@@ -337,116 +316,84 @@ class Coordinator:
             options["headers"] = headers
             # beat picks the id so the ledger can hold it before the publish
             options.setdefault("task_id", uuid())
-        # a shallow copy that works for any entry class (ScheduleEntry.__reduce__,
-        # which copy.copy would use, does not fit subclasses such as ModelEntry)
-        sending = object.__new__(type(entry))
-        sending.__dict__.update(entry.__dict__)
-        sending.options = options
-        return sending, verdict, expires_at
+        return copy_with(entry, options), expires_at
 
-    def _plain_verdict(self, entry: Any) -> Verdict:
-        """Verdict for an emission that did not go through :meth:`judge`
-        (``apply_async`` called directly): record it if it is a singleton."""
-        try:
-            policy = self.policy_for(entry.name, entry.options, entry.task)
-            key = self.key_for(entry, policy) if policy.checked else None
-        except ConfigurationError:
-            return Verdict(None, None, None)
-        return Verdict(policy, key, None)
-
-    def _expires(self, entry: Any, policy: Policy, options: Mapping[str, Any],
-                 now: float, since: float | None = None) -> float | None:
-        """Seconds until the message expires: the policy's, the entry's own
-        ``expires`` option, or (default) until the entry's next run, less a
-        margin, so an old message is gone before the next one is sent. The
-        next run is counted from ``since`` (when beat took this run up), not
-        from the send: a slow cluster read must not make the message outlive
-        the next due time. None, with a WARNING, when the schedule cannot say
-        when it runs next or gives no time at all to its next run."""
-        if policy.expires is not None:
-            return policy.expires
-        own = _own_expiry(entry.name, options.get("expires"))
-        if isinstance(own, datetime):
-            # a naive time is in the app's zone, as Celery reads it
-            return max(0.0, maybe_make_aware(own, self.app.timezone).timestamp() - now)
-        if isinstance(own, (int, float)) and not isinstance(own, bool):
-            return float(own)
-        try:
-            taken_up = entry.default_now()
-            if since is not None and now > since:
-                taken_up -= timedelta(seconds=now - since)
-            due, next_in = entry.schedule.is_due(taken_up)
-            next_in = float(next_in)
-        except Exception:  # noqa: BLE001 - exotic schedule: no default expiry
-            logger.warning("ccs_beat: cannot tell when %s runs next; sending it without "
-                           "an expiry", describe_entry(entry.name))
-            return None
-        if due and next_in > NO_NEXT_RUN:
-            logger.info("ccs_beat: %s has no next run (a one-off); sending it without an "
-                        "expiry", describe_entry(entry.name))
-            return None
-        if next_in <= 0:
-            logger.warning("ccs_beat: %s is due again already; sending it without an "
-                           "expiry", describe_entry(entry.name))
-            return None
-        # due again already (the read took longer than the period): the
-        # schedule then counts to the run after, which this message must not
-        # outlive either
-        return max(next_in - min(1.0, next_in * 0.1), 0.05)
-
-    def _runs_no_more(self, entry: Any) -> bool:
-        """True when the entry's schedule has no next run (a clocked one-off)."""
-        try:
-            due, next_in = entry.schedule.is_due(entry.default_now())
-            return bool(due) and float(next_in) > NO_NEXT_RUN
-        except Exception:  # noqa: BLE001 - exotic schedule: cannot tell
-            return False
-
-    def write_ahead(self, entry: Any, sending: Any, verdict: Verdict,
-                    expires_at: float | None) -> dict[str, Any] | None:
-        """Put a singleton emission in the ledger *before* it is published.
-
-        Returns the journal record the scheduler must store before sending
-        (None for an entry that is not checked)."""
+    def _write_ahead(self, entry: BeatEntry, sending: Any, verdict: Verdict,
+                     expires_at: float | None) -> str | None:
+        """Put a singleton emission in the ledger and its journal *before* it
+        is published; the id noted (None for an entry that is not checked)."""
         task_id = (sending.options or {}).get("task_id")
         if verdict.key is None or not task_id:
             return None
-        return self.ledger.note_sending(entry.name, Emission(
+        self._journal(self.ledger.note_sending(entry.name, Emission(
             task_id=str(task_id), key=verdict.key, sent_at=time.time(),
-            expires_at=expires_at))
+            expires_at=expires_at)))
+        return str(task_id)
 
-    def withdraw(self, entry: Any, task_id: str) -> dict[str, Any]:
-        """The publish of ``task_id`` failed: it is not outstanding after all."""
-        return self.ledger.withdraw(entry.name, task_id)
+    # -- reports ----------------------------------------------------------------
 
-    def sent(self, entry: Any, verdict: Verdict, result: Any, expires_at: float | None,
-             buffered: bool = False, noted: str | None = None) -> None:
-        """Log and signal an emission; record it in the ledger unless it was
-        written ahead (``noted`` is the id :meth:`write_ahead` recorded)."""
-        task_id = getattr(result, "id", None)
-        if verdict.key is not None and task_id:
-            if task_id != noted:
-                self.ledger.record(entry.name, Emission(task_id=task_id, key=verdict.key,
-                                                        sent_at=time.time(),
-                                                        expires_at=expires_at))
-            self.ledger.set_pending(entry.name, False)
-            decision = verdict.decision
-            why = decision.reason if decision is not None else "sent directly"
-            expiry = ("" if expires_at is None
-                      else f", expires in {max(0.0, expires_at - time.time()):.1f}s")
-            level = logging.WARNING if decision is not None and decision.unknown else logging.INFO
-            logger.log(level, "ccs_beat: emitted %r (%s) as %s%s: %s%s", entry.name,
-                       entry.task, task_id, " (buffered run)" if buffered else "", why, expiry)
+    def _event(self, entry: BeatEntry, verdict: Verdict, action: BeatAction, detail: str,
+               **fields: Any) -> DecisionEvent:
+        now = time.time()
+        policy, decision = verdict.policy, verdict.decision
+        return DecisionEvent(
+            source="beat", action=action, reason=verdict.reason(), detail=detail, at=now,
+            task=entry.task if isinstance(entry.task, str) else None, entry=entry.name,
+            key=verdict.key, overlap=policy.overlap if policy else None,
+            on_unknown=policy.on_unknown if policy else None,
+            blocker=decision.blocker if decision else None,
+            unknown=bool(decision and decision.unknown),
+            read_age=None if verdict.read_at is None else max(0.0, now - verdict.read_at),
+            **fields)
+
+    def _report_sent(self, entry: BeatEntry, verdict: Verdict, task_id: str | None,
+                     expires_at: float | None) -> DecisionEvent:
+        decision = verdict.decision
+        expires_in = None if expires_at is None else max(0.0, expires_at - time.time())
+        why = decision.detail if decision is not None else (
+            "sent directly" if verdict.key is not None else "not a singleton")
+        event = self._event(entry, verdict, BeatAction.EMIT, why, task_id=task_id,
+                            buffered=verdict.buffered, expires_in=expires_in)
+        level = (logging.DEBUG if verdict.key is None else
+                 logging.WARNING if event.unknown else logging.INFO)
+        report(logger, level, event, "ccs_beat: emitted %r (%s) as %s%s: %s%s", entry.name,
+               entry.task, task_id, " (buffered run)" if verdict.buffered else "", why,
+               "" if expires_in is None else f", expires in {expires_in:.1f}s",
+               sender=self.sender, event_log=self.settings.event_log)
         signals.entry_emitted.send(sender=self.sender, entry=entry, key=verdict.key,
-                                   decision=verdict.decision, task_id=task_id,
-                                   buffered=buffered)
+                                   decision=decision, task_id=task_id,
+                                   buffered=verdict.buffered, event=event)
+        if verdict.key is not None and self._on_decision is not None:
+            self._on_decision(entry, event)
+        return event
 
-    # -- buffer_one -----------------------------------------------------------
+    def _skip(self, entry: BeatEntry, verdict: Verdict, *, runs_once: bool) -> DecisionEvent:
+        decision = verdict.decision
+        assert decision is not None and verdict.policy is not None
+        remembered = decision.buffer or runs_once
+        if remembered:
+            self.ledger.set_pending(entry.name, True)
+        event = self._event(entry, verdict, BeatAction.SKIP, decision.detail,
+                            buffered=remembered)
+        report(logger, logging.WARNING if decision.unknown else logging.INFO, event,
+               "ccs_beat: skipped %r (%s): %s [overlap=%s%s]", entry.name, entry.task,
+               decision.describe(), verdict.policy.overlap,
+               ", one run buffered" if decision.buffer
+               else ", a one-off: sent once nothing blocks it" if remembered else "",
+               sender=self.sender, event_log=self.settings.event_log)
+        signals.entry_skipped.send(sender=self.sender, entry=entry, key=verdict.key,
+                                   decision=decision, event=event)
+        if self._on_decision is not None:
+            self._on_decision(entry, event)
+        return event
 
-    def poll_due(self) -> bool:
-        """True when buffered runs should be re-checked now."""
+    # -- buffered runs (buffer_one, one-offs) -----------------------------------------
+
+    def begin_buffer_poll(self) -> bool:
+        """True, and the next interval begun, when the remembered runs are
+        due a re-check (every ``buffer_poll_interval``)."""
         now = time.monotonic()
-        if now < self._next_poll:
+        if not self.ledger.pending or now < self._next_poll:
             return False
         self._next_poll = now + self.settings.buffer_poll_interval
         return True
@@ -454,12 +401,46 @@ class Coordinator:
     def until_next_poll(self) -> float:
         return max(0.0, self._next_poll - time.monotonic())
 
+    def send_buffered(self, entry_of: Callable[[str], Any], reserve: Callable[[Any], Any],
+                      publish: Publish) -> None:
+        """Send each remembered run whose blocker has ended. ``entry_of(name)``
+        finds the entry (None: gone); ``reserve(entry)`` counts the run as the
+        scheduler counts a due one and returns the entry to send."""
+        if not self._in_charge():
+            return
+        for name in sorted(self.ledger.pending):
+            self._send_buffered(name, entry_of, reserve, publish)
+        self.end_burst()
+
+    def _send_buffered(self, name: str, entry_of: Callable[[str], Any],
+                       reserve: Callable[[Any], Any], publish: Publish) -> None:
+        """Send the remembered run of entry ``name`` if nothing blocks it any
+        more; drop it if the entry is gone, switched off or no longer checked
+        (a remembered run goes out at most once, and only for a singleton)."""
+        try:
+            entry = entry_of(name)
+        except Exception as exc:  # noqa: BLE001 - a store hiccup: keep it, retry next poll
+            logger.warning("ccs_beat: cannot read entry %r (%r); keeping its buffered run",
+                           name, exc)
+            return
+        if entry is None or not enabled(entry):
+            logger.warning("ccs_beat: dropping the buffered run of %r: the entry is %s", name,
+                           "gone" if entry is None else "switched off")
+            self.ledger.set_pending(name, False)
+            return
+        verdict = self.judge(entry, buffered=True)
+        if verdict.key is None:
+            logger.warning("ccs_beat: dropping the buffered run of %r: it is no longer "
+                           "a singleton", name)
+            self.ledger.set_pending(name, False)
+            return
+        if not verdict.emit:
+            return
+        try:
+            self.send(reserve(entry), verdict, publish)
+        except Exception as exc:
+            logger.error("ccs_beat: could not send the buffered run of %r: %r", name, exc,
+                         exc_info=True)
+
     def close(self) -> None:
         self.reader.close()
-
-
-def entry_arguments_unevaluated(entry: Any) -> tuple[list[Any], dict[str, Any], bool]:
-    """Like :func:`entry_arguments` but never calls lazy values (used at load)."""
-    args, kwargs = _arguments(entry)
-    lazy = any(map(_lazy, args)) or any(map(_lazy, kwargs.values()))
-    return args, kwargs, lazy

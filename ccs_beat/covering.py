@@ -41,7 +41,7 @@ REMEMBER_FOR = 3600.0
 #: at most this many ended records are kept (the oldest go first) ...
 MAX_RECORDS = 1000
 #: ... but none younger than this: a peer deciding when a record was read
-#: must find it still there (ccs_beat.task.judge_copy relies on it)
+#: must find it still there (ccs_beat.judging.judge_copy relies on it)
 KEEP_FOR = 60.0
 #: at most this many covered ids per record
 MAX_IDS = 100

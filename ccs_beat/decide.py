@@ -24,48 +24,41 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .cluster import SeenTask
+from .events import BeatAction, Blocked, Reason
 from .ledger import Emission, Status
 from .policy import ALLOW, BUFFER_ONE, EMIT, Policy
-
-EMITTED = "emit"
-SKIPPED = "skip"
+from .snapshot import SeenTask
 
 _STATE_ORDER = {"active": 0, "reserved": 1, "scheduled": 2, "queued": 3}
 
+#: the task that stands in the way of an emission (age: the worker's clock for
+#: an active task, beat's otherwise)
+Blocker = Blocked
 
-@dataclass(frozen=True)
-class Blocker:
-    """The task that stands in the way of an emission."""
 
-    task_id: str
-    state: str                 # active | reserved | scheduled | queued
-    worker: str | None = None
-    age: float | None = None   # seconds; worker clock for active tasks, beat's otherwise
-    source: str = "cluster"    # cluster | ledger
-
-    def describe(self) -> str:
-        where = f" on {self.worker}" if self.worker else " in the broker queue"
-        age = f", age {self.age:.1f}s" if self.age is not None else ""
-        return f"id {self.task_id}, {self.state}{where}{age}"
+def describe_blocker(blocker: Blocked) -> str:
+    where = f" on {blocker.worker}" if blocker.worker else " in the broker queue"
+    age = f", age {blocker.age:.1f}s" if blocker.age is not None else ""
+    return f"id {blocker.task_id}, {blocker.state}{where}{age}"
 
 
 @dataclass(frozen=True)
 class Decision:
-    action: str                     # "emit" | "skip"
-    reason: str
-    blocker: Blocker | None = None
+    action: BeatAction
+    reason: Reason
+    detail: str                     # the reason in words
+    blocker: Blocked | None = None
     unknown: bool = False           # the cluster could not be fully read
     buffer: bool = False            # remember this missed run (buffer_one)
 
     @property
     def emit(self) -> bool:
-        return self.action == EMITTED
+        return self.action is BeatAction.EMIT
 
     def describe(self) -> str:
-        text = self.reason
+        text = self.detail
         if self.blocker is not None:
-            text += f" ({self.blocker.describe()})"
+            text += f" ({describe_blocker(self.blocker)})"
         return text
 
 
@@ -79,23 +72,25 @@ def _pick(tasks: Sequence[SeenTask]) -> SeenTask:
     return min(tasks, key=lambda t: (_STATE_ORDER.get(t.state, 9), -(t.age or 0.0), t.id))
 
 
-def decide(policy: Policy, *, matches: Sequence[SeenTask],
-           outstanding: Sequence[tuple[Emission, Status, SeenTask | None]],
-           incomplete: str | None, now: float) -> Decision:
+def decide_entry(policy: Policy, *, matches: Sequence[SeenTask],
+                 outstanding: Sequence[tuple[Emission, Status, SeenTask | None]],
+                 incomplete: str | None, now: float) -> Decision:
     """Decide one due entry. See the module docstring for the rules."""
     if policy.overlap == ALLOW:
-        return Decision(EMITTED, "overlap allowed by policy")
+        return Decision(BeatAction.EMIT, Reason.OVERLAP_ALLOWED, "overlap allowed by policy")
     buffer = policy.overlap == BUFFER_ONE
 
     if matches:
         task = _pick(matches)
-        return Decision(SKIPPED, "identical task in the cluster",
+        return Decision(BeatAction.SKIP, Reason.IDENTICAL_IN_CLUSTER,
+                        "identical task in the cluster",
                         blocker=_from_seen(task, "cluster"), buffer=buffer)
 
     seen = [s for _, status, s in outstanding if status is Status.SEEN and s is not None]
     if seen:
         task = _pick(seen)
-        return Decision(SKIPPED, "previous emission still in the cluster",
+        return Decision(BeatAction.SKIP, Reason.PREVIOUS_IN_CLUSTER,
+                        "previous emission still in the cluster",
                         blocker=_from_seen(task, "ledger"), buffer=buffer)
 
     queued = [e for e, status, _ in outstanding if status is Status.QUEUED]
@@ -104,7 +99,8 @@ def decide(policy: Policy, *, matches: Sequence[SeenTask],
         expiry = ("" if emission.expires_at is None
                   else f", expires in {max(0.0, emission.expires_at - now):.1f}s")
         return Decision(
-            SKIPPED, f"previous emission not picked up by any worker yet{expiry}",
+            BeatAction.SKIP, Reason.PREVIOUS_QUEUED,
+            f"previous emission not picked up by any worker yet{expiry}",
             blocker=Blocker(task_id=emission.task_id, state="queued",
                             age=max(0.0, now - emission.sent_at), source="ledger"),
             buffer=buffer)
@@ -119,7 +115,10 @@ def decide(policy: Policy, *, matches: Sequence[SeenTask],
     if reasons:
         why = "cannot read the cluster (" + "; ".join(reasons) + ")"
         if policy.on_unknown == EMIT:
-            return Decision(EMITTED, why + ", on_unknown=emit", unknown=True)
-        return Decision(SKIPPED, why + ", on_unknown=skip", unknown=True, buffer=buffer)
+            return Decision(BeatAction.EMIT, Reason.CLUSTER_UNREADABLE, why + ", on_unknown=emit",
+                            unknown=True)
+        return Decision(BeatAction.SKIP, Reason.CLUSTER_UNREADABLE, why + ", on_unknown=skip",
+                        unknown=True, buffer=buffer)
 
-    return Decision(EMITTED, "no identical task queued or running")
+    return Decision(BeatAction.EMIT, Reason.NOTHING_IDENTICAL,
+                    "no identical task queued or running")

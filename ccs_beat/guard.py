@@ -40,10 +40,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
-RUN = "run"
-SKIPPED = "skip"
+from .events import Blocked, GuardAction, Reason
+
+RUN, STEP_ASIDE = GuardAction.RUN, GuardAction.STEP_ASIDE
 
 #: a rank: (sent_at or time_start, task id, worker host name, time_start). The
 #: last part tells apart two requests of one message on one worker (a
@@ -100,17 +101,25 @@ class Peer:
 
 @dataclass(frozen=True)
 class GuardVerdict:
-    action: str                      # "run" | "skip"
-    reason: str
+    action: GuardAction
+    reason: Reason
+    detail: str                      # the reason in words
     winner: Peer | None = None       # the peer this task stepped aside for
     unknown: bool = False            # the read was incomplete
 
     @property
     def run(self) -> bool:
-        return self.action == RUN
+        return self.action is GuardAction.RUN
+
+    def blocker(self, source: str = "cluster") -> Blocked | None:
+        """The winner as an event's blocker."""
+        winner = self.winner
+        return None if winner is None else Blocked(
+            task_id=winner.task_id, state="active", worker=winner.worker, age=winner.age,
+            source=source)
 
 
-def is_clock(value: Any) -> bool:
+def is_clock(value: Any) -> TypeGuard[float]:
     """True for a finite number of seconds (not a bool, not NaN, not 10**400)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
@@ -133,7 +142,7 @@ def sent_at(stamp: Any) -> float | None:
     return float(value) if is_clock(value) else None
 
 
-def decide(me: Rank, peers: Sequence[Peer], timing: GuardTiming, *,
+def decide_run(me: Rank, peers: Sequence[Peer], timing: GuardTiming, *,
            incomplete: str | None = None, on_unknown: str = "emit",
            covered_by: Peer | None = None) -> GuardVerdict:
     """Run or skip, from the identical peers active in the cluster.
@@ -146,26 +155,30 @@ def decide(me: Rank, peers: Sequence[Peer], timing: GuardTiming, *,
     began after this request was sent, so it served it.
     """
     if covered_by is not None:
-        return GuardVerdict(SKIPPED, "an identical run that began after this request was "
-                            f"sent has served it ({covered_by.describe()})", winner=covered_by)
+        return GuardVerdict(STEP_ASIDE, Reason.COVERED, "an identical run that began after "
+                            f"this request was sent has served it ({covered_by.describe()})",
+                            winner=covered_by)
     committed = [p for p in peers
                  if not p.guarded or p.age is None or p.age > timing.committed_after]
     if committed:
         winner = min(committed, key=lambda p: (-(p.age or 0.0), p.rank))
         state = "running unguarded" if not winner.guarded else "already running"
-        return GuardVerdict(SKIPPED, f"an identical task is {state} ({winner.describe()})",
-                            winner=winner)
+        return GuardVerdict(STEP_ASIDE, Reason.PEER_RUNNING,
+                            f"an identical task is {state} ({winner.describe()})", winner=winner)
     ahead = [p for p in peers if p.rank < me]
     if ahead:
         winner = min(ahead, key=lambda p: p.rank)
-        return GuardVerdict(SKIPPED, "an identical task started at the same time ranks first "
-                            f"({winner.describe()})", winner=winner)
+        return GuardVerdict(STEP_ASIDE, Reason.PEER_RANKS_FIRST, "an identical task started "
+                            f"at the same time ranks first ({winner.describe()})", winner=winner)
     if incomplete:
-        if on_unknown == SKIPPED:
-            return GuardVerdict(SKIPPED, f"cannot read the cluster ({incomplete}), "
-                                "on_unknown=skip", unknown=True)
-        return GuardVerdict(RUN, f"no identical task seen, but {incomplete}; on_unknown=emit",
+        if on_unknown == "skip":
+            return GuardVerdict(STEP_ASIDE, Reason.CLUSTER_UNREADABLE,
+                                f"cannot read the cluster ({incomplete}), on_unknown=skip",
+                                unknown=True)
+        return GuardVerdict(RUN, Reason.CLUSTER_UNREADABLE,
+                            f"no identical task seen, but {incomplete}; on_unknown=emit",
                             unknown=True)
     if peers:
-        return GuardVerdict(RUN, f"ranks first among {len(peers) + 1} identical tasks")
-    return GuardVerdict(RUN, "no identical task running")
+        return GuardVerdict(RUN, Reason.RANKS_FIRST,
+                            f"ranks first among {len(peers) + 1} identical tasks")
+    return GuardVerdict(RUN, Reason.NO_PEER, "no identical task running")

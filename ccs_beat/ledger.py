@@ -31,9 +31,9 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
-from .cluster import SeenTask, Snapshot
+from .snapshot import SeenTask, Snapshot
 
 #: most emissions remembered per entry; older ones are dropped first
 MAX_PER_ENTRY = 32
@@ -89,7 +89,7 @@ MAX_SAVED_SEQ = 2**53
 MAX_GAP = 2**40
 
 
-def _sequence(value: Any) -> bool:
+def _sequence(value: Any) -> TypeGuard[int]:
     """True for a usable journal sequence number (a positive int below MAX_SEQ)."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < MAX_SEQ
 
@@ -230,7 +230,7 @@ class Ledger:
                     ) -> list[tuple[Emission, Status, SeenTask | None]]:
         """Assess the emissions of ``key`` (whichever entry sent them), forget
         the finished ones, return the rest."""
-        out = []
+        out: list[tuple[Emission, Status, SeenTask | None]] = []
         for entry in sorted(self._by_key.get(key, ())):
             keep = []
             for emission in self.entries.get(entry, ()):

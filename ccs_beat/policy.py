@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -186,6 +187,8 @@ class Settings:
         guard_timeout: the worker guard's reply timeout ``T``.
         guard_margin: slack for registration lag, broadcast transit and a
             skipped duplicate's exit; ``D >= T + 2 * margin`` is required.
+        event_log: a file to which every decision event is appended as one
+            JSON line (beat's and each guarded worker's), or None.
         key_functions: the key functions that text read from a database or
             Redis may name: ``ccs_beat_key_functions`` (short name -> dotted
             path) and the dotted paths written in ``beat_schedule`` and
@@ -200,6 +203,7 @@ class Settings:
     guard_delay: float = 1.5
     guard_timeout: float = 1.0
     guard_margin: float = 0.25
+    event_log: str | None = None
     key_functions: KeyFunctions = NO_KEY_FUNCTIONS
 
     @property
@@ -222,7 +226,19 @@ def _setting_parsers() -> dict[str, Any]:
         "guard_delay": lambda v, w: _number(v, where=w, low=0.0, high=600.0),
         "guard_timeout": lambda v, w: _number(v, where=w, low=0.0, high=60.0),
         "guard_margin": lambda v, w: _number(v, where=w, low=0.0, high=60.0),
+        "event_log": _path,
     }
+
+
+def _path(value: Any, where: str) -> str | None:
+    """A file path (text or a path object), or None."""
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value.strip() or "\0" in value:
+        raise ConfigurationError(f"{where} must be a file path, got {value!r:.80}")
+    return value
 
 
 #: setting names (without prefix) that other modules of ccs_beat read

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import json
 import math
-import shelve
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
-from .cluster import SeenTask, Snapshot
-from .errors import UnkeyableError
+from .errors import ConfigurationError, UnkeyableError
 from .identity import task_key
 from .ledger import Ledger
+from .ledger_store import LedgerStore
 from .logs import printable
 from .policy import Policy
+from .snapshot import SeenTask, Snapshot
+from .stores.file import FileLedgerStore
 
 
 @dataclass
@@ -237,38 +237,30 @@ def render_json(report: Report) -> str:
 
 def read_ledger(app: Any, schedule_path: str | None, scheduler: str | None = None,
                 ) -> tuple[Ledger | None, str | None, str | None]:
-    """``(ledger, source, error)`` for the local beat, by its scheduler
-    (``scheduler``, else the ``beat_scheduler`` setting)."""
-    from .checks import scheduler_class, store_of
+    """``(ledger, source, error)`` for the local beat, from the store its
+    scheduler class names (``scheduler``, else the ``beat_scheduler``
+    setting). A schedule file is a pickle: it is opened for a ccs_beat
+    scheduler, or when the operator names it, never because it lies here."""
+    from .checks import scheduler_class
 
     cls, error = scheduler_class(app, scheduler)
     if error is not None:
         return None, None, error
-    kind = store_of(cls)
-    try:
-        if kind == "redbeat":
-            from redbeat.schedulers import ensure_conf
-
-            from .contrib.redbeat import ledger_key
-            from .contrib.redbeat import read_ledger as read_redis_ledger
-            ensure_conf(app)
-            return read_redis_ledger(app), f"redis {ledger_key(app)}", None
-        if kind == "django":
-            from .contrib.django.schedulers import read_ledger as read_db_ledger
-            return read_db_ledger(), "database table ccs_beat_singletonledger", None
-        if kind is None and schedule_path is None:
-            # a schedule file is a pickle: open one only for a ccs_beat beat, or
-            # when the operator names it, never because it lies in this directory
+    store_class = getattr(cls, "ccs_store", None)
+    if not (isinstance(store_class, type) and issubclass(store_class, LedgerStore)):
+        if schedule_path is None:
             return None, None, (f"the beat scheduler {getattr(cls, '__name__', cls)} is not "
                                 "a ccs_beat scheduler (use --scheduler, or --schedule FILE)")
-        from .scheduler import LEDGER_KEY, journal_path, read_journal
-        path = schedule_path or "celerybeat-schedule"
-        candidates = [p for p in (path, path + ".db", path + ".dat") if Path(p).exists()]
-        if not candidates:
-            return None, None, f"no beat schedule file at {path} (use --schedule)"
-        with shelve.open(path, flag="r") as store:
-            ledger = Ledger.from_state(store.get(LEDGER_KEY))
-        ledger.replay(read_journal(journal_path(path)))
-        return ledger, f"schedule file {path}", None
+        store_class = FileLedgerStore
+    try:
+        store = store_class.for_status(app, schedule_path)
+    except ConfigurationError as exc:
+        return None, None, str(exc)
     except Exception as exc:  # noqa: BLE001 - the status of the cluster still shows
         return None, None, f"not reachable: {exc!r}"
+    try:
+        return store.load(), store.where, None
+    except Exception as exc:  # noqa: BLE001 - the status of the cluster still shows
+        return None, None, f"not reachable: {exc!r}"
+    finally:
+        store.close()

@@ -4,7 +4,7 @@ Beat's check cannot see every overlap: a manual ``.delay()`` of the same task,
 two beats, a message redelivered after a worker died, a backlog from before
 ccs_beat. The guard runs where the body would: when a guarded task starts on a
 worker it waits the settle delay ``D``, reads the cluster once (replies within
-``T``), and lets :func:`ccs_beat.guard.decide` say whether its body runs or it
+``T``), and lets :func:`ccs_beat.guard.decide_run` say whether its body runs or it
 steps aside. This module is only the Celery plumbing around that pure rule.
 
 Guarded tasks are those of a ``SingletonTask`` class that
@@ -23,12 +23,9 @@ duplicates are ranked the same way by every worker.
 from __future__ import annotations
 
 import logging
-import math
-import os
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from celery import Task, signals
@@ -38,18 +35,25 @@ from celery.exceptions import Ignore
 
 from . import covering, skipping
 from . import signals as ccs_signals
-from .cluster import ClusterReader, Cover, SeenTask, Snapshot
+from .cluster import ClusterReader
 from .control import STAMP_HEADER, make_stamp, stamp_of
 from .errors import ConfigurationError, UnkeyableError
-from .guard import GuardTiming, GuardVerdict, Peer, Rank, decide, is_clock, rank_of, sent_at
-from .identity import DEFAULT_KEY, KeySpec, task_key
+from .events import DecisionEvent
+from .guard import (
+    GuardTiming,
+    GuardVerdict,
+    is_clock,
+)
+from .identity import DEFAULT_KEY, task_key
+from .judging import Copy, guard_event, judge_copy, sent_times, unlisted
 from .logs import get_logger
 from .policy import Policy, Settings, load_settings, parse_policy
+from .reporting import report
 
 logger = get_logger("ccs_beat.guard")
 
 #: result state of a duplicate that stepped aside (not SUCCESS, not FAILURE)
-SKIPPED = "SKIPPED"
+STATE_SKIPPED = "SKIPPED"
 
 _local = threading.local()
 
@@ -117,14 +121,14 @@ class SingletonTask(Task):
         if not declared and not (stamp and "key" in stamp):
             return self.run(*args, **kwargs)
         try:
-            verdict = self._ccs_guard(args, kwargs, stamp, policy)
+            decided = self._ccs_guard(args, kwargs, stamp, policy)
         except ConfigurationError as exc:   # bad ccs_beat_* settings: logged at start too
             logger.error("ccs_beat guard: %s; running %s[%s] unguarded", exc, self.name,
                          request.id)
-            verdict = None
-        if verdict is None or verdict.run:
+            decided = None
+        if decided is None or decided[0].run:
             return self._ccs_run(request.id, args, kwargs)
-        self._ccs_step_aside(verdict)
+        self._ccs_step_aside(*decided)
         raise Ignore()   # acknowledged, no retry, no callbacks; state set above
 
     def _ccs_run(self, task_id: str, args: Any, kwargs: Any) -> Any:
@@ -140,7 +144,7 @@ class SingletonTask(Task):
         return result
 
     def _ccs_guard(self, args: Any, kwargs: Any, stamp: Mapping[str, Any] | None,
-                   policy: Policy | None) -> GuardVerdict | None:
+                   policy: Policy | None) -> tuple[GuardVerdict, DecisionEvent] | None:
         request = self.request
         settings = _settings(self.app)
         spec = policy.key if policy is not None else DEFAULT_KEY
@@ -173,53 +177,40 @@ class SingletonTask(Task):
                            "not see it, so an identical task may run beside it", self.name,
                            request.id)
         took = time.monotonic() - started
-        level = logging.WARNING if verdict.unknown else logging.INFO
-        logger.log(level, "ccs_beat guard: %s %s[%s]: %s (decided in %.2fs)",
-                   "running" if verdict.run else "skipped duplicate", self.name, request.id,
-                   verdict.reason, took)
+        event = guard_event(verdict, copy, policy, took, snapshot.taken_at)
+        report(logger, logging.WARNING if verdict.unknown else logging.INFO, event,
+               "ccs_beat guard: %s %s[%s]: %s (decided in %.2fs)",
+               "running" if verdict.run else "skipped duplicate", self.name, request.id,
+               verdict.detail, took, sender=self, event_log=settings.event_log)
         if took > timing.committed_after - timing.margin / 2:
             logger.warning("ccs_beat guard: %s[%s] took %.2fs to decide, longer than D + T "
                            "+ margin/2 (%gs); is this worker starved of CPU?", self.name,
                            request.id, took, timing.committed_after - timing.margin / 2)
-        return verdict
+        return verdict, event
 
-    def _ccs_step_aside(self, verdict: GuardVerdict) -> None:
+    def _ccs_step_aside(self, verdict: GuardVerdict, event: DecisionEvent) -> None:
         request = self.request
         # first of all: from now on this copy is no peer (see ccs_beat.skipping)
         skipping.mark(request.id)
         winner = verdict.winner
         same_id = winner is not None and winner.task_id == request.id
         if not same_id and not self.ignore_result and _has_backend(self.app):
-            meta = {"reason": verdict.reason,
+            meta = {"reason": verdict.detail,
                     "winner": winner.task_id if winner else None,
                     "winner_worker": winner.worker if winner else None}
             try:
-                self.update_state(state=SKIPPED, meta=meta)
+                self.update_state(state=STATE_SKIPPED, meta=meta)
             except Exception as exc:  # noqa: BLE001 - a backend hiccup must not run the body
-                logger.warning("ccs_beat guard: could not record %s for %s: %r", SKIPPED,
+                logger.warning("ccs_beat guard: could not record %s for %s: %r", STATE_SKIPPED,
                                request.id, exc)
         ccs_signals.duplicate_skipped.send(sender=self, task_id=request.id, winner=winner,
-                                           reason=verdict.reason, unknown=verdict.unknown)
+                                           reason=verdict.detail, unknown=verdict.unknown,
+                                           event=event)
         if getattr(request, "chord", None):
             logger.warning("ccs_beat guard: %s[%s] is a member of a chord's header and stepped "
                            "aside: Celery counts only members that succeed or fail, so that "
                            "chord's body will not run. Do not put guarded singletons in a "
                            "chord's header.", self.name, request.id)
-
-
-# -- one identity per task ----------------------------------------------------------
-
-
-def task_default(app: Any, name: str | None, settings: Settings) -> Policy:
-    """The policy of task ``name`` where no entry option or row says otherwise:
-    its own declaration (``singleton=`` on a :class:`SingletonTask`), else
-    ``ccs_beat_default_policy``. Beat, the guard, ``ccs status`` and the
-    admin's "Run selected tasks" all start from it, so one task has one
-    identity whoever looks. Raises ConfigurationError for a bad declaration."""
-    task = app.tasks.get(name) if name else None
-    getter = getattr(task, "ccs_policy", None)
-    declared = getter() if getter is not None else None
-    return declared if declared is not None else settings.default_policy
 
 
 # -- helpers -----------------------------------------------------------------------
@@ -237,143 +228,13 @@ def _reader(app: Any, settings: Settings) -> ClusterReader:
     """One reader per thread (and so per pool process), kept for its membership."""
     reader = getattr(_local, "reader", None)
     if reader is None or reader.app is not app:
-        reader = ClusterReader(app, timeout=settings.guard_timeout,
-                               worker_expiry=settings.worker_expiry)
+        reader = ClusterReader.for_settings(app, settings, timeout=settings.guard_timeout)
         _local.reader = reader
     return reader
 
 
 def _has_backend(app: Any) -> bool:
     return not isinstance(app.backend, DisabledBackend)
-
-
-@dataclass(frozen=True)
-class Copy:
-    """The guarded request that decides, as its own pool process knows it:
-    ``began`` is its own clock when its guard began."""
-
-    id: str
-    worker: str
-    name: str
-    key: str
-    spec: KeySpec
-    stamp: Mapping[str, Any] | None
-    began: float
-
-
-def judge_copy(snapshot: Snapshot, copy: Copy, timing: GuardTiming,
-               on_unknown: str) -> tuple[GuardVerdict, frozenset[str]]:
-    """The guard's whole decision from one read: run or step aside, and, for
-    a run, the identical requests it covers (seen waiting: sent before this
-    read, served by a body that starts after it). Pure; the simulation calls
-    it with the snapshots its simulated workers' replies make."""
-    me, peers = _peers(snapshot, copy)
-    cover = snapshot.cover_of(copy.id, sent_at(copy.stamp))
-    covered_by = None if cover is None else Peer(
-        task_id=cover.by, worker=cover.worker, age=None,
-        rank=rank_of(cover.by, cover.worker, None, None))
-    # a deciding peer that a run has covered steps aside: it wins nothing --
-    # if the record is sure to be there still when that peer reads
-    # each peer's own message: two requests can share an id (an app's own ids)
-    covered_ranks = {rank_of(seen.id, seen.worker, seen.stamp, seen.time_start)
-                     for seen in snapshot.tasks if seen.state == "active"
-                     and _lasting(snapshot.cover_of(seen.id, sent_at(seen.stamp)), timing)}
-    contenders = [p for p in peers if not (_deciding(p, timing) and p.rank in covered_ranks)]
-    verdict = decide(me, contenders, timing, incomplete=snapshot.incomplete_reason(copy.name),
-                     on_unknown=on_unknown, covered_by=covered_by)
-    if not verdict.run:
-        return verdict, frozenset()
-    # every identical request this read saw, waiting or still deciding, was
-    # sent before it; the body starts after it
-    waiting = {seen.id for seen in snapshot.tasks if seen.state == "reserved"
-               and _key_of(seen, copy.name, copy.spec) == copy.key}
-    return verdict, frozenset(waiting | {p.task_id for p in peers if _deciding(p, timing)})
-
-
-def unlisted(snapshot: Snapshot, copy: Copy) -> bool:
-    """True when this copy's own worker answered but did not list it as
-    active: peers reading now cannot see it run (a registration lag beyond
-    the margin, outside the bounds the rule is proven in)."""
-    return snapshot.answered(copy.worker) and not any(
-        seen.state == "active" and seen.id == copy.id and seen.worker == copy.worker
-        for seen in snapshot.tasks)
-
-
-def sent_times(snapshot: Snapshot, ids: frozenset[str]) -> dict[str, list[float]]:
-    """The stamped send times of the covered requests ``ids``, as the read saw
-    them (every message of an id: an app can send one id twice): a cover
-    then holds for those very messages, not for a later request that reuses
-    an id."""
-    found: dict[str, list[float]] = {}
-    for seen in snapshot.tasks:
-        when = sent_at(seen.stamp)
-        if seen.id in ids and when is not None and when not in found.get(seen.id, ()):
-            found.setdefault(seen.id, []).append(when)
-    return found
-
-
-def _lasting(cover: Cover | None, timing: GuardTiming) -> bool:
-    """True for a cover record its worker will still report when a peer
-    deciding now reads (within ``D + T + margin``): its run is still going,
-    or it ended well inside the span in which a worker never drops one."""
-    if cover is None:
-        return False
-    return not cover.ended or (cover.age is not None
-                               and cover.age + 2 * timing.committed_after < covering.KEEP_FOR)
-
-
-def _deciding(peer: Peer, timing: GuardTiming) -> bool:
-    return peer.guarded and peer.age is not None and peer.age <= timing.committed_after
-
-
-def _peers(snapshot: Snapshot, copy: Copy) -> tuple[Rank, list[Peer]]:
-    """This task's rank and the other identical tasks active in ``snapshot``.
-
-    A request of this very message seen beside this one on this worker (a
-    broker's redelivery of an unacknowledged message) is another body, not
-    this one. When this worker's reply is missing, this task ranks itself by
-    ``began`` (its own clock when the guard began, a moment after the
-    ``time_start`` its worker reports to everyone else): never by the time it
-    decides, which every other observer would see as a different rank."""
-    mine = [seen for seen in snapshot.tasks if seen.state == "active"
-            and seen.id == copy.id and seen.worker == copy.worker]
-    me_seen = _which_is_me(mine, copy.began)
-    peers = []
-    for seen in snapshot.tasks:
-        if seen.state != "active" or seen is me_seen:
-            continue
-        if seen.id != copy.id and _key_of(seen, copy.name, copy.spec) != copy.key:
-            continue
-        view = snapshot.workers.get(seen.worker)
-        peers.append(Peer(task_id=seen.id, worker=seen.worker,
-                          rank=rank_of(seen.id, seen.worker, seen.stamp, seen.time_start),
-                          age=seen.age, guarded=not (view is not None and view.legacy)))
-    my_start = me_seen.time_start if me_seen is not None else None
-    me = rank_of(copy.id, copy.worker, copy.stamp,
-                 my_start if my_start is not None else copy.began)
-    return me, peers
-
-
-def _which_is_me(mine: list[SeenTask], began: float) -> SeenTask | None:
-    """Which of the active requests with this task's id on this worker is this
-    one: the one in this pool process, else the one whose ``time_start`` is
-    nearest to when this guard began (a redelivered copy arrives seconds,
-    usually minutes, after its original)."""
-    if not mine:
-        return None
-    own = [seen for seen in mine if seen.worker_pid == os.getpid()] or mine
-    return min(own, key=lambda seen: abs((seen.time_start or math.inf) - began))
-
-
-def _key_of(seen: Any, name: str, spec: KeySpec) -> str | None:
-    if seen.stamp and isinstance(seen.stamp.get("key"), str):
-        return seen.stamp["key"]
-    if seen.name != name:
-        return None
-    try:
-        return task_key(seen.name, seen.args, seen.kwargs, spec)
-    except UnkeyableError:
-        return None
 
 
 # -- the sender's stamp ----------------------------------------------------------------
@@ -499,4 +360,4 @@ def _check_worker(sender: Any = None, instance: Any = None, **_: Any) -> None:
                  settings.guard_timeout, settings.guard_margin, ", ".join(guarded))
 
 
-__all__ = ["SKIPPED", "Copy", "SingletonTask", "judge_copy", "task_default"]
+__all__ = ["STATE_SKIPPED", "SingletonTask"]

@@ -120,13 +120,14 @@ class Demo:
         self.timeline = Timeline()
         self.followers: list[tuple[Follower, str]] = []
         self.runs_follower = Follower(self.run_dir / "runs.jsonl")
+        self.decisions_follower = Follower(self.run_dir / "decisions.jsonl")
         self.pending: list[Event] = []
         self.t0 = time.time()
         self.manual_id: str | None = None
         self.manual_winner: str | None = None
         self.problems: list[str] = []
         self.app: Any = None
-        self.ccs: Any = None            # ccs_beat's settings, as the workers load them
+        self.ccs_settings: Any = None            # ccs_beat's settings, as the workers load them
         self.ended_at: float | None = None
 
     # -- environment ---------------------------------------------------------------
@@ -167,7 +168,7 @@ class Demo:
     def header(self) -> None:
         """What runs, and how to read the timeline: for someone who has never
         seen ccs_beat."""
-        args, ccs = self.args, self.ccs
+        args, ccs = self.args, self.ccs_settings
         broker = _redact(args.broker)
         where = ("folders under the run dir; --broker URL for RabbitMQ or Redis"
                  if args.broker.startswith("filesystem") else f"queue {self.queue}")
@@ -238,7 +239,7 @@ class Demo:
         from example_project.celery import app
 
         self.app = app
-        self.ccs = load_settings(app.conf)
+        self.ccs_settings = load_settings(app.conf)
 
     def setup(self) -> None:
         """Migrate and seed the fresh database, in this process."""
@@ -321,6 +322,8 @@ class Demo:
                     self.timeline.events.remove(event)   # a pool process we stopped
                     continue
                 self.emit(event)
+        for line in self.decisions_follower.lines():
+            self.emit(self.timeline.add_decision(line))
         for line in self.runs_follower.lines():
             self.emit(self.timeline.add_run_record(line))
 

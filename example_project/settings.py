@@ -105,6 +105,8 @@ DEMO_BUSY_DAY = os.environ.get("CCS_DEMO_BUSY_DAY", "0").lower() in ("1", "true"
 DEMO_USER_COST = 0.0015 if DEMO_BUSY_DAY else 0.0002
 #: the start and end of every task body, one JSON object a line
 DEMO_RUNS_FILE = RUN_DIR / "runs.jsonl"
+#: every ccs_beat decision (beat's and the guard's), one JSON object a line
+CELERY_CCS_BEAT_EVENT_LOG = str(RUN_DIR / "decisions.jsonl")
 
 # -- Celery (read by example_project.celery with namespace="CELERY") ---------------
 

@@ -1,10 +1,12 @@
-"""Turn beat's and the workers' logs and ``runs.jsonl`` into a timeline and a summary.
+"""Turn the processes' decision events, logs and ``runs.jsonl`` into a timeline and a summary.
 
-The demo only *reads* what the processes write: beat's decision lines
-(``ccs_beat: emitted ...`` / ``ccs_beat: skipped ...``), the worker guard's
-lines (``ccs_beat guard: running ...`` / ``... skipped duplicate ...``) and the
-start and end that each task body records. Overlaps are measured from the
-recorded body intervals, not taken from anyone's word.
+The demo only *reads* what the processes write: ccs_beat's decision events
+(``decisions.jsonl``, the ``ccs_beat_event_log`` setting: beat's emissions
+and skips, the worker guard's verdicts -- structured records, so no word of
+ccs_beat's log lines is parsed), Celery's own per-task log lines (received,
+discarded as expired) and errors, and the start and end that each task body
+records. Overlaps are measured from the recorded body intervals, not taken
+from anyone's word.
 """
 
 from __future__ import annotations
@@ -18,6 +20,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ccs_beat.decide import describe_blocker
+from ccs_beat.events import BeatAction, DecisionEvent, GuardAction
+
 #: the two periodic tasks of the demo, in display order
 TASKS = ("blobs.collect_garbage", "users.update_all")
 #: workers are named w1@HOST, w2@HOST; the timeline shows just "w1"
@@ -25,14 +30,6 @@ HOST = "ccs-demo"
 
 _LINE = re.compile(r"^\[(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}): (?P<level>\w+)/[^\]]*\] "
                    r"(?P<msg>.*)$")
-_EMITTED = re.compile(r"ccs_beat: emitted '(?P<entry>[^']+)' \((?P<task>[^)]+)\) as "
-                      r"(?P<id>[0-9a-f-]{36})(?P<buffered> \(buffered run\))?: (?P<why>.*)$")
-_SKIPPED = re.compile(r"ccs_beat: skipped '(?P<entry>[^']+)' \((?P<task>[^)]+)\): "
-                      r"(?P<why>.*?)(?: \[overlap=[^\]]*\])?$")
-_GUARD = re.compile(r"ccs_beat guard: (?P<verdict>running|skipped duplicate) "
-                    r"(?P<task>[\w.]+)\[(?P<id>[^\]]+)\]: (?P<why>.*) "
-                    r"\(decided in (?P<took>[0-9.]+)s\)$")
-_BEAT_READY = re.compile(r"ccs_beat: (?P<what>\d+ of \d+ entries are singletons.*)$")
 _DISCARDED = re.compile(r"Discarding revoked task: (?P<task>[\w.]+)\[(?P<id>[^\]]+)\]")
 #: Celery's own per-task lines: "Task NAME[ID] received", "... succeeded in ...", "... ignored"
 _CELERY_TASK = re.compile(r"Task (?P<task>[\w.]+)\[(?P<id>[0-9a-f-]{36})\] (?P<status>\w+)")
@@ -100,35 +97,41 @@ def _log_time(ts: str) -> float:
     return datetime.strptime(ts, "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
+def decision_event(event: DecisionEvent) -> Event:
+    """The timeline line of one ccs_beat decision event."""
+    task = event.task or ""
+    blocker = "" if event.blocker is None else f" ({describe_blocker(event.blocker)})"
+    if event.source == "guard":
+        who = short(event.worker or "?")
+        if event.action == GuardAction.RUN:
+            return Event(event.at, who, "guard", task,
+                         f"{short(event.task_id or '')} may run: {short(event.detail)} "
+                         f"(checked in {event.took or 0:.2f}s)", event.task_id)
+        return Event(event.at, who, "GUARD", task,
+                     f"{short(event.task_id or '')} stepped aside: {short(event.detail)}",
+                     event.task_id)
+    if event.action == BeatAction.EMIT:
+        buffered = " (buffered run)" if event.buffered else ""
+        expiry = "" if event.expires_in is None else f", expires in {event.expires_in:.1f}s"
+        return Event(event.at, "beat", "EMIT", task,
+                     f"{short(event.task_id or '')}{buffered}: {event.detail}{expiry}",
+                     event.task_id)
+    return Event(event.at, "beat", "skip", task, short(event.detail + blocker))
+
+
 def parse_log_line(line: str, who: str) -> Event | None:
-    """The timeline event a beat or worker log line stands for, if any."""
+    """The timeline event a Celery log line stands for, if any (ccs_beat's
+    decisions come from :func:`decision_event`, not from here)."""
     m = _LINE.match(line)
     if m is None:
         return None
     t, level, msg = _log_time(m["ts"]), m["level"], m["msg"]
-    if (e := _EMITTED.search(msg)) is not None:
-        buffered = " (buffered run)" if e["buffered"] else ""
-        return Event(t, who, "EMIT", e["task"], f"{short(e['id'])}{buffered}: {e['why']}",
-                     e["id"])
-    if (s := _SKIPPED.search(msg)) is not None:
-        return Event(t, who, "skip", s["task"], short(s["why"]))
-    if (g := _GUARD.search(msg)) is not None:
-        if g["verdict"] == "running":
-            return Event(t, who, "guard", g["task"],
-                         f"{short(g['id'])} may run: {short(g['why'])} "
-                         f"(checked in {g['took']}s)", g["id"])
-        return Event(t, who, "GUARD", g["task"],
-                     f"{short(g['id'])} stepped aside: {short(g['why'])}", g["id"])
-    if (r := _BEAT_READY.search(msg)) is not None:
-        return Event(t, who, "ready", "", short(r["what"]))
     if (d := _DISCARDED.search(msg)) is not None:
         return Event(t, who, "expired", d["task"],
                      f"{short(d['id'])} discarded: its message expired before a worker "
                      "picked it up", d["id"])
     if level in ("ERROR", "CRITICAL"):
         return Event(t, who, "error", "", short(msg))
-    if level == "WARNING" and "ccs_beat" in msg:
-        return Event(t, who, "warn", "", short(msg))
     return None
 
 
@@ -184,6 +187,15 @@ class Timeline:
             self.in_flight.discard(event.task_id)
         if event is not None:
             self.events.append(event)
+        return event
+
+    def add_decision(self, line: str) -> Event | None:
+        """Take in one line of the decision event file; its timeline event."""
+        try:
+            event = decision_event(DecisionEvent.from_dict(json.loads(line)))
+        except (ValueError, TypeError):
+            return None   # a torn line (a process killed while writing it)
+        self.events.append(event)
         return event
 
     def add_run_record(self, line: str) -> Event | None:

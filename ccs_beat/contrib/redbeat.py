@@ -31,76 +31,26 @@ How it fits redbeat:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from redbeat.schedulers import RedBeatScheduler, RedBeatSchedulerEntry, ensure_conf, get_redis
-from redis.client import NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..checks import CheckReport
 from ..coordinator import Coordinator
 from ..errors import ConfigurationError
-from ..ledger import Ledger
+from ..events import BeatAction
+from ..ledger_store import LedgerStore
 from ..logs import get_logger
 from ..scheduler import SingletonSchedulerMixin
+from .redis_store import RedisLedgerStore, journal_key, ledger_key, raw_reply
+
+__all__ = ["SingletonRedBeatScheduler", "check_entries", "journal_key", "ledger_key",
+           "schedule_members"]
 
 logger = get_logger("ccs_beat")
-
-#: suffix of the ledger's key after redbeat's key prefix
-LEDGER_SUFFIX = ":ccs_beat:ledger"
-#: suffix of the write-ahead journal's key (a list of JSON records)
-JOURNAL_SUFFIX = ":ccs_beat:journal"
-
-
-def ledger_key(app: Any) -> str:
-    """The Redis key of the ledger for ``app`` (redbeat's prefix + suffix)."""
-    return app.redbeat_conf.key_prefix + LEDGER_SUFFIX
-
-
-def journal_key(app: Any) -> str:
-    """The Redis key of the ledger's write-ahead journal for ``app``."""
-    return app.redbeat_conf.key_prefix + JOURNAL_SUFFIX
-
-
-def _json(raw: Any, what: str) -> Any:
-    """Decoded JSON, or None with an ERROR: anyone who can write Redis can
-    write anything there, JSON nested past the parser's limit included."""
-    try:
-        return json.loads(raw) if raw else None
-    except (TypeError, ValueError, RecursionError) as exc:  # UnicodeDecodeError too
-        logger.error("ccs_beat: %s in Redis is not usable JSON (%s); ignoring it", what,
-                     type(exc).__name__)
-        return None
-
-
-#: the Redis type ccs_beat keeps under each of its keys
-KEY_TYPES = {LEDGER_SUFFIX: "string", JOURNAL_SUFFIX: "list"}
-
-
-def _wrong_type(client: Any, app: Any) -> ConfigurationError:
-    """Name the key that holds another Redis type than ccs_beat keeps there."""
-    found = []
-    for suffix, wanted in KEY_TYPES.items():
-        key = app.redbeat_conf.key_prefix + suffix
-        kind = client.type(key)
-        kind = kind.decode() if isinstance(kind, bytes) else str(kind)
-        if kind not in (wanted, "none"):
-            found.append(f"{key} is a {kind}, where ccs_beat keeps a {wanted}")
-    return ConfigurationError(
-        "ccs_beat: " + ("; ".join(found) or "a ccs_beat key holds the wrong Redis type")
-        + ". Another program writes under redbeat_key_prefix: give redbeat a prefix "
-        "of its own (redbeat_key_prefix), or delete the key (redis-cli DEL <key>) if "
-        "nothing else needs it; ccs_beat then starts with an empty ledger.")
-
-
-def _raw(client: Any, *command: Any) -> Any:
-    """A command's reply as bytes: redbeat's client decodes every reply, and
-    one value that is not UTF-8 (anyone can write this Redis) would fail it."""
-    return client.execute_command(*command, **{NEVER_DECODE: []})
 
 
 def _text(raw: Any) -> str | None:
@@ -115,7 +65,7 @@ def schedule_members(app: Any, problems: list[str] | None = None) -> list[str]:
     """The keys in redbeat's schedule set; one that is not text is left out
     (named in ``problems``, else in an ERROR): stock redbeat never loads it."""
     members = []
-    for raw in _raw(get_redis(app), "ZRANGE", app.redbeat_conf.schedule_key, 0, -1):
+    for raw in raw_reply(get_redis(app), "ZRANGE", app.redbeat_conf.schedule_key, 0, -1):
         key = _text(raw)
         if key is not None:
             members.append(key)
@@ -126,34 +76,6 @@ def schedule_members(app: Any, problems: list[str] | None = None) -> list[str]:
         else:
             logger.error("ccs_beat: %s; ignoring it", problem)
     return members
-
-
-def read_ledger(app: Any) -> Ledger:
-    """The ledger in Redis with its journal replayed (one atomic read).
-
-    Raises :class:`ConfigurationError` naming the key when one of ccs_beat's
-    keys holds another Redis type (something else writes there)."""
-    client = get_redis(app)
-    pipe = client.pipeline(transaction=True)
-    pipe.get(ledger_key(app))
-    pipe.lrange(journal_key(app), 0, -1)
-    try:
-        raw, journal = pipe.execute()
-    except ResponseError as exc:
-        if "WRONGTYPE" not in str(exc):
-            raise
-        raise _wrong_type(client, app) from exc
-    except UnicodeDecodeError:
-        # a value that is not UTF-8: read again as bytes (not atomic: this is
-        # the damaged case), and set the bad values aside below
-        raw = _raw(client, "GET", ledger_key(app))
-        journal = _raw(client, "LRANGE", journal_key(app), 0, -1)
-    ledger = Ledger.from_state(_json(raw, f"the ledger ({ledger_key(app)})"))
-    replayed = ledger.replay(_json(r, f"a record of {journal_key(app)}") for r in journal)
-    if replayed:
-        logger.info("ccs_beat: recovered %d emission record(s) from %s", replayed,
-                    journal_key(app))
-    return ledger
 
 
 def check_entries(coordinator: Coordinator) -> CheckReport:
@@ -186,8 +108,10 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
     """``RedBeatScheduler`` that declines to emit while an identical task is
     queued or running. See the module docstring."""
 
+    ccs_store = RedisLedgerStore
+    #: ``celery ccs check`` validates the entries saved in Redis with it
+    ccs_check_entries = staticmethod(check_entries)
     _ccs_ledger_fresh = False
-    _ccs_journal_client: tuple[Any, str] | None = None
     #: task names of the entries loaded by the current tick (None: outside a tick)
     _ccs_tick_tasks: set[str] | None = None
 
@@ -233,28 +157,12 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
                                 if isinstance(entry.task, str)}
         return entries
 
-    def _ccs_task_names(self) -> set[str] | None:
+    def ccs_task_names(self) -> set[str] | None:
         # outside a tick (a buffered run is re-checked): read every task name
         return self._ccs_tick_tasks
 
-    # -- ledger -------------------------------------------------------------------
-
-    def ccs_load_ledger(self) -> Ledger:
-        return read_ledger(self.app)   # the journal is replayed here
-
-    def ccs_save_ledger(self, ledger: Ledger) -> None:
-        pipe = get_redis(self.app).pipeline(transaction=True)
-        pipe.set(ledger_key(self.app), json.dumps(ledger.to_state()))
-        pipe.delete(journal_key(self.app))
-        pipe.execute()
-
-    def ccs_journal_append(self, record: dict[str, Any]) -> None:
-        # once per emission: redbeat's get_redis() re-checks the app's
-        # configuration on every call (about 0.5 ms), so keep the client and key
-        if self._ccs_journal_client is None:
-            self._ccs_journal_client = (get_redis(self.app), journal_key(self.app))
-        client, key = self._ccs_journal_client
-        client.rpush(key, json.dumps(record))
+    def ccs_open_store(self) -> LedgerStore:
+        return RedisLedgerStore(self.app)
 
     # -- the lock ------------------------------------------------------------------
 
@@ -278,21 +186,18 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
     def close(self) -> None:
         # save while the lock is still held: redbeat's close() releases it
         # before the scheduler's final sync
-        ccs = self.ccs
-        if ccs is not None and ccs.ledger.dirty:
-            self._ccs_persist(ccs)
+        if self.ccs_coordinator is not None:
+            self.ccs_coordinator.save_ledger()
         super().close()
 
     # -- the redbeat path ----------------------------------------------------------
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        ccs = self.ccs
-        if ccs is not None and not self._ccs_ledger_fresh:
+        coordinator = self.ccs_coordinator
+        if coordinator is not None and not self._ccs_ledger_fresh:
             # first tick with the lock: another beat may have emitted since we
             # read the ledger at start-up, while we waited for the lock
-            ledger = self.ccs_load_ledger()
-            ledger.forget(self.ccs_entry_names())
-            ccs.ledger = ledger
+            coordinator.load_ledger(self.ccs_entry_names())
             self._ccs_ledger_fresh = True
         self._ccs_tick_tasks = None
         try:
@@ -301,18 +206,32 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
             self._ccs_tick_tasks = None
 
     def maybe_due(self, entry: Any, **kwargs: Any) -> Any:
-        ccs = self.ccs
-        if ccs is None:
+        coordinator = self.ccs_coordinator
+        if coordinator is None:
             return super().maybe_due(entry, **kwargs)
         is_due, next_time_to_run = entry.is_due()
         if not is_due:
             return next_time_to_run
-        verdict = ccs.judge(entry)
-        if verdict.emit:
-            return super().maybe_due(entry, **kwargs)
-        ccs.skipped(entry, verdict)
-        self.ccs_on_decision(entry, verdict, None)
-        return self._ccs_advance(entry, next_time_to_run)
+        try:
+            event = coordinator.handle(entry, self._ccs_reserving_publisher(entry, kwargs))
+        except Exception as exc:
+            logger.error("ccs_beat: could not send %r (%s): %r", entry.name, entry.task, exc,
+                         exc_info=True)
+            return next_time_to_run
+        if event is not None and event.action is BeatAction.SKIP:
+            return self._ccs_advance(entry, next_time_to_run)
+        return next_time_to_run
+
+    def _ccs_reserving_publisher(self, entry: Any, kwargs: Mapping[str, Any]) -> Any:
+        """Reserve ``entry`` in Redis (its ``last_run_at`` and run count move,
+        as redbeat's ``apply_async`` moves them), then publish the prepared copy."""
+        publish = self.ccs_publisher(kwargs.get("producer"))
+
+        def reserve_and_publish(sending: Any) -> Any:
+            if kwargs.get("advance", True):
+                self.reserve(entry)
+            return publish(sending)
+        return reserve_and_publish
 
     def _ccs_advance(self, entry: Any, next_time_to_run: float) -> float:
         """Move a skipped entry to its next due time in Redis, as a sent run

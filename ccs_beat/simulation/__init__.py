@@ -7,8 +7,8 @@ scenarios -- skewed clocks, busy pools, redeliveries, retries, ETAs, joining,
 stalled and crashing workers, lost and late replies -- in which simulated
 workers answer the guard's broadcast with ``ccs_snapshot`` reply payloads,
 and every decision goes through the production input path:
-``cluster.snapshot_from_replies`` (``parse_reply``, ``Membership``) and
-``task.judge_copy``. The same scenarios are replayed under the rule of the
+``ccs_beat.replies.snapshot_from_replies`` (``parse_reply``, ``Membership``) and
+``judging.judge_copy``. The same scenarios are replayed under the rule of the
 "Celery meets Singleton" talk, to show what the guard buys.
 
 Modules: :mod:`.model` (conditions, seeded draws), :mod:`.state` and

@@ -1,8 +1,8 @@
 """A simulated worker's answer to ``ccs_snapshot``: the reply payload.
 
 Why a payload and not ready-made peers: the guard's decision must go through
-the production input path (``cluster.parse_reply`` and the rest of
-``cluster.snapshot_from_replies``, then ``task.judge_copy``). So this module
+the production input path (``ccs_beat.replies.parse_reply`` and the rest of
+``ccs_beat.replies.snapshot_from_replies``, then ``judging.judge_copy``). So this module
 mirrors :func:`ccs_beat.control.snapshot_reply` step by step -- the skipping
 marks, "reserved" being Celery's reserved requests minus the active and
 scheduled ids, the ``covered`` records of :mod:`ccs_beat.covering` -- and each
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..cluster import PROTOCOL
 from ..covering import REMEMBER_FOR
+from ..replies import PROTOCOL
 from .model import GOSSIP_EXPIRY, GOSSIP_LAG, TASK_ARGS, TASK_KWARGS, TASK_NAME
 from .state import Request, Worker
 

@@ -1,6 +1,6 @@
 """The two rules a simulated guard can follow, from the replies it collected.
 
-Why both go through ``cluster.snapshot_from_replies``: the talk's rule reads
+Why both go through ``replies.snapshot_from_replies``: the talk's rule reads
 the same payloads (its workers simply have no skipping marks and no covering
 records), so the two rules differ only in what they decide, never in how the
 replies are read.
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .. import cluster
-from .. import task as task_module
+from .. import judging
+from .. import replies as reply_parsing
 from ..identity import DEFAULT_KEY
+from ..snapshot import Membership, Snapshot
 from .model import TASK_ARGS, TASK_KWARGS, TASK_NAME, WORKER_EXPIRY
 
 if TYPE_CHECKING:
@@ -20,19 +21,19 @@ if TYPE_CHECKING:
     from .world import World
 
 
-def _snapshot(world: World, request: Request, membership: cluster.Membership,
-              ) -> cluster.Snapshot:
+def _snapshot(world: World, request: Request, membership: Membership,
+              ) -> Snapshot:
     reader = request.reader
     assert reader is not None
     now = world.now
-    return cluster.snapshot_from_replies(
+    return reply_parsing.snapshot_from_replies(
         reader.bodies, membership, clock=lambda: now, taken_at=reader.query,
         started=reader.query, timeout=world.timing.timeout)
 
 
 def ccs_decides(world: World, request: Request, worker: Worker,
                 ) -> tuple[bool, dict[str, list[float]], str]:
-    """ccs_beat's guard: the production ``task.judge_copy`` on the snapshot
+    """ccs_beat's guard: the production ``judging.judge_copy`` on the snapshot
     its pool process's reader makes of the replies (its membership included).
     A run's covered requests come back with their stamped send times, as
     ``task.sent_times`` records them (None: unstamped)."""
@@ -40,20 +41,20 @@ def ccs_decides(world: World, request: Request, worker: Worker,
 
     assert request.pid is not None and request.time_start is not None
     snapshot = _snapshot(world, request, world.membership(worker, request.pid))
-    copy = task_module.Copy(id=request.task_id, worker=worker.name, name=TASK_NAME, key=KEY,
+    copy = judging.Copy(id=request.task_id, worker=worker.name, name=TASK_NAME, key=KEY,
                             spec=DEFAULT_KEY, stamp=request.stamp,
                             began=request.time_start + 0.0005)
-    verdict, covered = task_module.judge_copy(snapshot, copy, world.timing,
+    verdict, covered = judging.judge_copy(snapshot, copy, world.timing,
                                               world.cond.on_unknown)
-    sent = task_module.sent_times(snapshot, covered)
-    return verdict.run, {i: sent.get(i, []) for i in covered}, verdict.reason
+    sent = judging.sent_times(snapshot, covered)
+    return verdict.run, {i: sent.get(i, []) for i in covered}, verdict.detail
 
 
 def talk_decides(world: World, request: Request, worker: Worker,
                  ) -> tuple[bool, dict[str, list[float]], str]:
     """The talk's rule: run unless an identical active task shows an earlier
     ``time_start`` -- the peer's clock compared with this worker's own."""
-    snapshot = _snapshot(world, request, cluster.Membership(WORKER_EXPIRY))
+    snapshot = _snapshot(world, request, Membership(WORKER_EXPIRY))
     own = request.time_start
     assert own is not None
     earlier = [seen for seen in snapshot.tasks

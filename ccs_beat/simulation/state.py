@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..cluster import Membership
+from ..snapshot import Membership
 
 #: simulated pool process ids start here: above any real pid (Linux's pid_max
 #: is at most 2**22), so ``task._which_is_me`` never takes one for its own

@@ -7,8 +7,8 @@ records all change in between. Events are kept in a heap ordered by true time
 and then by the order they were scheduled, so a replay is deterministic.
 
 The guard's decision is the production path: the collected reply bodies go
-through ``cluster.snapshot_from_replies`` (``parse_reply``, ``Membership``)
-and the snapshot through ``task.judge_copy`` -- both looked up on their
+through ``replies.snapshot_from_replies`` (``parse_reply``, ``Membership``)
+and the snapshot through ``judging.judge_copy`` -- both looked up on their
 modules at call time, so a broken one shows in the table.
 """
 
@@ -18,8 +18,8 @@ import heapq
 from collections.abc import Callable
 from typing import Any
 
-from .. import cluster
 from ..identity import DEFAULT_KEY, task_key
+from ..snapshot import Membership
 from .model import (
     COUNTDOWN,
     CRASH_WINDOW,
@@ -170,12 +170,12 @@ class World:
 
     # -- the guard's read -----------------------------------------------------
 
-    def membership(self, worker: Worker, pid: int) -> cluster.Membership:
+    def membership(self, worker: Worker, pid: int) -> Membership:
         """The pool process's reader membership: warm (it read before the
         burst) on the workers there from the start, empty on a joiner."""
         found = worker.memberships.get(pid)
         if found is None:
-            found = worker.memberships[pid] = cluster.Membership(WORKER_EXPIRY)
+            found = worker.memberships[pid] = Membership(WORKER_EXPIRY)
             if worker.index < self.sc.workers:
                 found.observe(-5.0, answered=[w.name for w in self.workers[:self.sc.workers]],
                               peer_lists=[], silent=())

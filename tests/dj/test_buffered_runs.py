@@ -81,7 +81,7 @@ def test_a_remembered_run_of_an_entry_no_longer_singleton_is_dropped_not_sent(ap
     remembered("gc", blocked_for=0.3)
     beat = run(app, 2.0)
     assert published == []
-    assert not beat.ccs.ledger.pending
+    assert not beat.ccs_coordinator.ledger.pending
 
 
 def test_a_remembered_run_of_a_task_that_expired_meanwhile_is_dropped(app, published):
@@ -115,7 +115,7 @@ def test_a_remembered_run_of_a_crontab_task_beat_has_not_loaded_is_sent(app, pub
     beat = run(app, 3.0)
 
     assert published == ["nightly-gc"]
-    assert not beat.ccs.ledger.pending
+    assert not beat.ccs_coordinator.ledger.pending
 
 
 def test_the_ledger_keeps_what_a_crontab_task_beat_has_not_loaded_sent(app):
@@ -126,8 +126,9 @@ def test_the_ledger_keeps_what_a_crontab_task_beat_has_not_loaded_sent(app):
     beat = SingletonDatabaseScheduler(app=app, max_interval=0.2)
     try:
         assert "nightly-gc" not in beat.schedule
-        assert [e.task_id for e in beat.ccs.ledger.entries["nightly-gc"]] == ["queued-1"]
-        assert beat.ccs.ledger.pending == {"nightly-gc"}
+        ledger = beat.ccs_coordinator.ledger
+        assert [e.task_id for e in ledger.entries["nightly-gc"]] == ["queued-1"]
+        assert beat.ccs_coordinator.ledger.pending == {"nightly-gc"}
     finally:
         beat.close()
 
@@ -157,7 +158,7 @@ def test_a_remembered_run_of_an_expired_task_beat_has_not_loaded_is_dropped(app,
     beat = run(app, 3.0)
 
     assert published == []
-    assert not beat.ccs.ledger.pending
+    assert not beat.ccs_coordinator.ledger.pending
 
 
 def clocked_one_off(name: str, at: datetime.datetime) -> PeriodicTask:

@@ -107,7 +107,7 @@ def test_a_ledger_or_journal_row_nested_too_deep_is_set_aside_and_beat_starts(
         beat = SingletonDatabaseScheduler(app=app, max_interval=1)
     try:
         assert "healthy" in beat.schedule
-        assert beat.ccs is not None
+        assert beat.ccs_coordinator is not None
     finally:
         beat.close()
     assert any(table in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
@@ -228,7 +228,7 @@ def test_a_ledger_or_journal_row_that_is_not_utf8_is_set_aside_and_beat_starts(
 
     beat = SingletonDatabaseScheduler(app=app, max_interval=1)
     try:
-        assert "healthy" in beat.schedule and beat.ccs is not None
+        assert "healthy" in beat.schedule and beat.ccs_coordinator is not None
     finally:
         beat.close()
 

@@ -4,6 +4,7 @@ from, what a bad row does, where the ledger and the decisions are kept."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -14,13 +15,24 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask, PeriodicTa
 from ccs_beat import ConfigurationError
 from ccs_beat.contrib.django.models import SingletonDecision, SingletonLedger, SingletonSettings
 from ccs_beat.contrib.django.schedulers import SingletonDatabaseScheduler
-from ccs_beat.coordinator import Verdict
-from ccs_beat.decide import Blocker, Decision
+from ccs_beat.events import BeatAction, Blocked, DecisionEvent, Reason
 from ccs_beat.ledger import Emission, Ledger
-from ccs_beat.policy import Policy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+
+
+class _Event(DecisionEvent):
+    def with_id(self, task_id: str) -> DecisionEvent:
+        return dataclasses.replace(self, task_id=task_id)
+
+
+def event(action: str, detail: str, blocker: Blocked | None = None) -> _Event:
+    """A beat decision event as the coordinator reports it."""
+    return _Event(source="beat", action=BeatAction(action),
+                  reason=Reason.IDENTICAL_IN_CLUSTER if action == "skip"
+                  else Reason.NOTHING_IDENTICAL, detail=detail, at=time.time(),
+                  blocker=blocker, key="k")
 
 def make_task(name: str, *, args: str = "[1]", kwargs: str = "{}") -> PeriodicTask:
     every, _ = IntervalSchedule.objects.get_or_create(every=10, period=IntervalSchedule.SECONDS)
@@ -41,7 +53,8 @@ def test_a_row_becomes_the_entry_singleton_option(app):
         assert beat.schedule["gc"].options["singleton"] == {"overlap": "buffer_one",
                                                             "key": "name"}
         assert "singleton" not in beat.schedule[plain.name].options
-        assert beat.ccs.policy_for("gc", beat.schedule["gc"].options).overlap == "buffer_one"
+        coordinator = beat.ccs_coordinator
+        assert coordinator.policy_for("gc", beat.schedule["gc"].options).overlap == "buffer_one"
     finally:
         beat.close()
 
@@ -50,7 +63,7 @@ def test_a_disabled_row_means_overlap_allowed(app):
     SingletonSettings.objects.create(periodic_task=make_task("free"), enabled=False)
     beat = start(app)
     try:
-        policy = beat.ccs.policy_for("free", beat.schedule["free"].options)
+        policy = beat.ccs_coordinator.policy_for("free", beat.schedule["free"].options)
         assert not policy.checked
     finally:
         beat.close()
@@ -137,7 +150,7 @@ def test_beat_schedule_singleton_options_are_written_to_rows(app):
         gc = SingletonSettings.objects.get(periodic_task__name="nightly-gc")
         assert (gc.enabled, gc.overlap, gc.key) == (True, "buffer_one", "name")
         assert SingletonSettings.objects.get(periodic_task__name="heartbeat").enabled is False
-        assert beat.ccs.policy_for("nightly-gc",
+        assert beat.ccs_coordinator.policy_for("nightly-gc",
                                    beat.schedule["nightly-gc"].options).overlap == "buffer_one"
     finally:
         beat.close()
@@ -159,13 +172,13 @@ def test_the_ledger_is_kept_in_the_database_across_restarts(app):
         ledger = Ledger()
         ledger.record("gc", Emission(task_id="abc", key="k", sent_at=time.time(),
                                      expires_at=None))
-        beat.ccs_save_ledger(ledger)
+        beat.ccs_coordinator.store.save(ledger)
     finally:
         beat.close()
     assert SingletonLedger.objects.get().state["entries"]["gc"][0]["task_id"] == "abc"
     again = start(app)
     try:
-        assert [e.task_id for e in again.ccs.ledger.entries["gc"]] == ["abc"]
+        assert [e.task_id for e in again.ccs_coordinator.ledger.entries["gc"]] == ["abc"]
     finally:
         again.close()
 
@@ -176,11 +189,10 @@ def test_decisions_are_written_for_the_admin_at_the_end_of_a_burst(app):
     beat = start(app)
     try:
         entry = beat.schedule["gc"]
-        policy = Policy()
-        skip = Decision("skip", "identical task in the cluster",
-                        blocker=Blocker(task_id="t-1", state="active", worker="w1@host"))
+        skip = event("skip", "identical task in the cluster",
+                        blocker=Blocked(task_id="t-1", state="active", worker="w1@host"))
         entry.model.total_run_count = 5
-        beat.ccs_on_decision(entry, Verdict(policy, "k", skip), None)
+        beat.ccs_on_decision(entry, skip)
         assert not SingletonDecision.objects.exists()   # written at the end of the burst
         beat.ccs_end_burst()
         row = SingletonDecision.objects.get(periodic_task=task)
@@ -189,8 +201,8 @@ def test_decisions_are_written_for_the_admin_at_the_end_of_a_burst(app):
         # a skipped run does not count as a run
         assert entry.model.total_run_count == 4
 
-        emit = Decision("emit", "no identical task queued or running")
-        beat.ccs_on_decision(entry, Verdict(policy, "k", emit), "t-2")
+        emit = event("emit", "no identical task queued or running")
+        beat.ccs_on_decision(entry, emit.with_id("t-2"))
         beat.ccs_end_burst()
         row.refresh_from_db()
         assert (row.decision, row.task_id, row.blocker_id) == ("emitted", "t-2", "")
@@ -268,11 +280,11 @@ def test_a_blocker_id_longer_than_the_column_does_not_lose_the_bursts_decisions(
     long_one, other = make_task("long id"), make_task("other")
     beat = start(app)
     try:
-        skip = Decision("skip", "identical task in the cluster",
-                        blocker=Blocker(task_id="x" * 300, state="active", worker="w" * 300))
-        beat.ccs_on_decision(beat.schedule["long id"], Verdict(Policy(), "k", skip), None)
-        emit = Decision("emit", "no identical task queued or running")
-        beat.ccs_on_decision(beat.schedule["other"], Verdict(Policy(), "k", emit), "t-1")
+        skip = event("skip", "identical task in the cluster",
+                        blocker=Blocked(task_id="x" * 300, state="active", worker="w" * 300))
+        beat.ccs_on_decision(beat.schedule["long id"], skip)
+        emit = event("emit", "no identical task queued or running")
+        beat.ccs_on_decision(beat.schedule["other"], emit.with_id("t-1"))
         beat.ccs_end_burst()
         row = SingletonDecision.objects.get(periodic_task=long_one)
         assert row.blocker_id.startswith("x" * 200) and len(row.blocker_id) <= 255
@@ -287,11 +299,11 @@ def test_a_nul_character_in_a_blocker_does_not_lose_the_bursts_decisions(app):
     hostile, other = make_task("hostile"), make_task("other")
     beat = start(app)
     try:
-        skip = Decision("skip", "cannot read the cluster (no reply from w\x00x)",
-                        blocker=Blocker(task_id="abc\x00def", state="active", worker="w\x00x"))
-        beat.ccs_on_decision(beat.schedule["hostile"], Verdict(Policy(), "k", skip), None)
-        emit = Decision("emit", "no identical task queued or running")
-        beat.ccs_on_decision(beat.schedule["other"], Verdict(Policy(), "k", emit), "t-1")
+        skip = event("skip", "cannot read the cluster (no reply from w\x00x)",
+                        blocker=Blocked(task_id="abc\x00def", state="active", worker="w\x00x"))
+        beat.ccs_on_decision(beat.schedule["hostile"], skip)
+        emit = event("emit", "no identical task queued or running")
+        beat.ccs_on_decision(beat.schedule["other"], emit.with_id("t-1"))
         beat.ccs_end_burst()
         row = SingletonDecision.objects.get(periodic_task=hostile)
         assert row.blocker_id == "abc\\x00def" and row.blocker_worker == "w\\x00x"
@@ -311,8 +323,9 @@ def test_status_reads_the_database_ledger_of_a_django_scheduler_whatever_its_nam
     app.conf.beat_scheduler = f"{__name__}:PlainNamedScheduler"
     beat = PlainNamedScheduler(app=app, max_interval=1)
     try:
-        beat.ccs.ledger.record("gc", Emission(task_id="t-1", key="k", sent_at=time.time()))
-        beat._ccs_persist(beat.ccs)
+        beat.ccs_coordinator.ledger.record("gc", Emission(task_id="t-1", key="k",
+                                                          sent_at=time.time()))
+        beat.ccs_coordinator.save_ledger()
     finally:
         beat.close()
 
@@ -330,8 +343,8 @@ def test_a_closed_beat_writes_nothing_when_django_celery_beat_syncs_at_exit(app)
     beat = start(app)
     beat.close()
     saves = []
-    beat.ccs_save_ledger = lambda ledger: saves.append(ledger)   # type: ignore[method-assign]
-    beat.ccs.ledger.dirty = True
+    beat.ccs_coordinator.store.save = saves.append   # type: ignore[method-assign]
+    beat.ccs_coordinator.ledger.dirty = True
 
     beat.sync()
 
@@ -353,8 +366,8 @@ def test_a_row_without_singleton_settings_takes_the_tasks_declared_policy(app):
     beat = start(app)
     try:
         entry = beat.schedule["by name"]
-        policy = beat.ccs.policy_for(entry.name, entry.options, entry.task)
+        policy = beat.ccs_coordinator.policy_for(entry.name, entry.options, entry.task)
         assert policy.key.kind == "name"
-        assert beat.ccs.key_for(entry, policy) == "tests.declared_by_name"
+        assert beat.ccs_coordinator.policies.key_for(entry, policy) == "tests.declared_by_name"
     finally:
         beat.close()

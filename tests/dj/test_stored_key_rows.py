@@ -87,8 +87,8 @@ def test_beat_schedules_a_row_naming_a_registered_function(
     beat = SingletonDatabaseScheduler(app=app, max_interval=1)
     try:
         entry = beat.schedule["per-tenant"]
-        policy = beat.ccs.policy_for("per-tenant", entry.options)
-        assert beat.ccs.key_for(entry, policy) == "tests.sleep/acme"
+        policy = beat.ccs_coordinator.policy_for("per-tenant", entry.options)
+        assert beat.ccs_coordinator.policies.key_for(entry, policy) == "tests.sleep/acme"
     finally:
         beat.close()
 
@@ -106,7 +106,9 @@ def test_a_beat_schedule_key_path_survives_the_round_trip_through_its_row(
         beat.schedule   # noqa: B018 - reload from the rows
         assert "coded" in beat.all_as_schedule()
         entry = beat.schedule["coded"]
-        assert beat.ccs.key_for(entry, beat.ccs.policy_for("coded", entry.options)) == "probe"
+        coordinator = beat.ccs_coordinator
+        policy = coordinator.policy_for("coded", entry.options)
+        assert coordinator.policies.key_for(entry, policy) == "probe"
     finally:
         beat.close()
 
@@ -116,8 +118,8 @@ def assert_the_reloaded_row_keys_by_tenant(beat: SingletonDatabaseScheduler) -> 
     reloaded = beat.all_as_schedule()
     assert "coded" in reloaded
     entry = reloaded["coded"]
-    policy = beat.ccs.policy_for("coded", entry.options)
-    assert beat.ccs.key_for(entry, policy) == "tests.sleep/acme"
+    policy = beat.ccs_coordinator.policy_for("coded", entry.options)
+    assert beat.ccs_coordinator.policies.key_for(entry, policy) == "tests.sleep/acme"
 
 
 def test_a_beat_schedule_key_function_object_survives_the_round_trip_through_its_row(app):

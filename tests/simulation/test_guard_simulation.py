@@ -1,7 +1,7 @@
 """The guard's safety argument, checked by the deterministic simulation.
 
 The simulation's workers answer with ``ccs_snapshot`` reply payloads, read
-through ``cluster.snapshot_from_replies`` and decided by ``task.judge_copy``;
+through ``replies.snapshot_from_replies`` and decided by ``task.judge_copy``;
 these tests pin what the table in docs/guard.md claims, and prove the
 simulation would notice a broken rule or a broken read (so a green run means
 something). Bands are the rates measured when they were written (seed 0),
@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
-from ccs_beat import cluster, guard, simulation
-from ccs_beat import task as task_module
+from ccs_beat import guard, judging, replies, simulation
+from ccs_beat.events import GuardAction, Reason
 from ccs_beat.guard import GuardTiming, GuardVerdict
 from ccs_beat.simulation import CONDITIONS, Condition
 
@@ -122,15 +122,15 @@ def test_a_different_seed_gives_different_scenarios():
 
 
 def test_a_rule_that_always_runs_double_runs(monkeypatch):
-    # judge_copy calls the decide that ccs_beat.task imported from guard: patch both
+    # judge_copy calls the decide_run that ccs_beat.judging imported from guard: patch both
     calls = []
 
     def always_run(me, peers, timing, **_):
         calls.append(me)
-        return GuardVerdict(guard.RUN, "broken rule")
+        return GuardVerdict(GuardAction.RUN, Reason.NO_PEER, "broken rule")
 
-    monkeypatch.setattr(guard, "decide", always_run)
-    monkeypatch.setattr(task_module, "decide", always_run)
+    monkeypatch.setattr(guard, "decide_run", always_run)
+    monkeypatch.setattr(judging, "decide_run", always_run)
     result = one(MAIN, 300)
     assert calls
     # bodies of 0.1-60 s: most, not all, bursts overlap
@@ -140,10 +140,10 @@ def test_a_rule_that_always_runs_double_runs(monkeypatch):
 
 def test_a_rule_that_always_skips_is_reported_as_collective_suicide(monkeypatch):
     def always_skip(me, peers, timing, **_):
-        return GuardVerdict(guard.SKIPPED, "broken rule")
+        return GuardVerdict(GuardAction.STEP_ASIDE, Reason.PEER_RUNNING, "broken rule")
 
-    monkeypatch.setattr(guard, "decide", always_skip)
-    monkeypatch.setattr(task_module, "decide", always_skip)
+    monkeypatch.setattr(guard, "decide_run", always_skip)
+    monkeypatch.setattr(judging, "decide_run", always_skip)
     result = one(MAIN, 200)
     assert result.ccs.suicides == 200
     assert result.ccs.double_runs == 0
@@ -151,7 +151,7 @@ def test_a_rule_that_always_skips_is_reported_as_collective_suicide(monkeypatch)
 
 def test_every_decision_goes_through_judge_copy_and_parse_reply(monkeypatch):
     judged, parsed = [], []
-    real_judge, real_parse = task_module.judge_copy, cluster.parse_reply
+    real_judge, real_parse = judging.judge_copy, replies.parse_reply
 
     def judge(snapshot, copy, timing, on_unknown):
         judged.append(copy.id)
@@ -161,19 +161,19 @@ def test_every_decision_goes_through_judge_copy_and_parse_reply(monkeypatch):
         parsed.append(worker)
         return real_parse(worker, body)
 
-    monkeypatch.setattr(task_module, "judge_copy", judge)
-    monkeypatch.setattr(cluster, "parse_reply", parse)
+    monkeypatch.setattr(judging, "judge_copy", judge)
+    monkeypatch.setattr(replies, "parse_reply", parse)
     one(MAIN, 100)
     assert judged and parsed and len(parsed) > len(judged)
 
 
 def test_a_parse_that_loses_the_active_list_double_runs(monkeypatch):
-    real_parse = cluster.parse_reply
+    real_parse = replies.parse_reply
 
     def blind(worker, body):
         return real_parse(worker, {**body, "active": []})
 
-    monkeypatch.setattr(cluster, "parse_reply", blind)
+    monkeypatch.setattr(replies, "parse_reply", blind)
     result = one(MAIN, 300)
     assert_rate("blind parse, double runs", result.ccs.double_runs, 300, 5.0, 100.0)
 
@@ -181,14 +181,14 @@ def test_a_parse_that_loses_the_active_list_double_runs(monkeypatch):
 def test_covering_is_what_stops_copies_waiting_behind_a_full_pool(monkeypatch):
     # defect 11: without the covered ids, a copy that waited in a busy worker's
     # reserved list runs again after the winner
-    real_judge = task_module.judge_copy
+    real_judge = judging.judge_copy
 
     def no_cover(snapshot, copy, timing, on_unknown):
         verdict, _covered = real_judge(snapshot, copy, timing, on_unknown)
         return verdict, frozenset()
 
     with_cover = one(MAIN, 600).ccs.in_sequence
-    monkeypatch.setattr(task_module, "judge_copy", no_cover)
+    monkeypatch.setattr(judging, "judge_copy", no_cover)
     without = one(MAIN, 600).ccs.in_sequence
     print(f"twice in sequence: {with_cover} with covering, {without} without")
     assert without >= with_cover + 30

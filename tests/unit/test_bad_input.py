@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from kombu.transport import TRANSPORT_ALIASES, memory
 
 from ccs_beat import ConfigurationError, UnkeyableError
-from ccs_beat.cluster import GarbledReply, WorkerView, check_broadcast_support, parse_reply
+from ccs_beat.cluster import check_broadcast_support
 from ccs_beat.contrib.django.options import field_errors, key_from_text, singleton_option
 from ccs_beat.coordinator import Coordinator
 from ccs_beat.identity import DEFAULT_KEY, parse_key_spec, task_key
@@ -45,6 +45,8 @@ from ccs_beat.policy import (
     load_settings,
     parse_policy,
 )
+from ccs_beat.replies import GarbledReply, parse_reply
+from ccs_beat.snapshot import WorkerView
 
 ENTRY = "beat entry 'x': singleton"
 
@@ -520,7 +522,7 @@ def test_inputs_that_once_escaped_as_raw_errors_now_name_the_culprit(call, error
 
 @pytest.mark.parametrize("value", [10**400, float("nan"), float("inf")])
 def test_a_reply_whose_clock_no_float_can_hold_is_garbled(value):
-    from ccs_beat.cluster import GarbledReply, parse_reply
+    from ccs_beat.replies import GarbledReply, parse_reply
     body = {"ccs": 1, "now": value, "active": [], "reserved": [], "scheduled": []}
     with pytest.raises(GarbledReply):
         parse_reply("w1@h", body)
@@ -528,7 +530,7 @@ def test_a_reply_whose_clock_no_float_can_hold_is_garbled(value):
 
 @pytest.mark.parametrize("value", [10**400, float("nan"), float("inf")])
 def test_a_task_whose_time_start_no_float_can_hold_is_dropped(value):
-    from ccs_beat.cluster import parse_reply
+    from ccs_beat.replies import parse_reply
     body = {"ccs": 1, "now": 100.0, "reserved": [], "scheduled": [],
             "active": [{"id": "a", "name": "t", "args": [], "kwargs": {}, "time_start": value}]}
     view = parse_reply("w1@h", body)
@@ -546,7 +548,7 @@ def test_a_task_whose_time_start_no_float_can_hold_is_dropped(value):
                  ["a (gc)", "time_start True"], id="reply-bool-time-start"),
 ])
 def test_a_malformed_task_in_a_reply_is_dropped_naming_the_culprit(body, needles):
-    from ccs_beat.cluster import parse_reply
+    from ccs_beat.replies import parse_reply
     view = parse_reply("w1@h", body)
     assert len(view.dropped) == 1
     message = view.dropped[0].describe()

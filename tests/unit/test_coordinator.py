@@ -15,10 +15,10 @@ from celery.beat import BeatLazyFunc, ScheduleEntry
 from celery.schedules import crontab, schedstate, schedule
 
 from ccs_beat import ConfigurationError
-from ccs_beat.cluster import SeenTask, Snapshot, WorkerView
 from ccs_beat.coordinator import Coordinator
 from ccs_beat.identity import task_key
 from ccs_beat.ledger import Ledger
+from ccs_beat.snapshot import SeenTask, Snapshot, WorkerView
 
 
 class CannedReader:
@@ -77,9 +77,10 @@ def test_prepared_options_drop_singleton_and_carry_expiry_and_stamp(app):
     ccs = coordinator(app)
     entry = make_entry(app, every=60.0, options={"singleton": True, "queue": "q",
                                                  "headers": {"mine": 1}})
-    assert ccs.judge(entry).emit
+    verdict = ccs.judge(entry)
+    assert verdict.emit
 
-    sending, verdict, expires_at = ccs.prepare(entry)
+    sending, expires_at = ccs.prepare(entry, verdict)
 
     assert "singleton" not in sending.options and sending.options["queue"] == "q"
     assert 58.5 <= sending.options["expires"] <= 59.0       # next run less min(1 s, 10 %)
@@ -95,8 +96,8 @@ def test_prepared_options_drop_singleton_and_carry_expiry_and_stamp(app):
 def test_default_expiry_is_the_time_to_the_next_run_less_a_margin(app, every, low, high):
     ccs = coordinator(app)
     entry = make_entry(app, every=every)
-    ccs.judge(entry)
-    sending, _, _ = ccs.prepare(entry)
+    verdict = ccs.judge(entry)
+    sending, _ = ccs.prepare(entry, verdict)
     assert low <= sending.options["expires"] <= high
 
 
@@ -120,8 +121,8 @@ def test_default_expiry_counts_from_when_beat_took_the_run_up_not_from_the_send(
     ccs = Coordinator(app, sender=None, reader=SlowReader(snap, 0.5))
     entry = make_entry(app, every=2.0)
     taken_up = time.time()
-    ccs.judge(entry)
-    sending, _, expires_at = ccs.prepare(entry)
+    verdict = ccs.judge(entry)
+    sending, expires_at = ccs.prepare(entry, verdict)
     assert expires_at is not None and expires_at <= taken_up + 2.0
     assert 1.2 <= sending.options["expires"] <= 1.35      # 2 s - 0.5 s read - 10 %
 
@@ -133,8 +134,8 @@ def test_a_run_decided_after_its_period_still_expires_before_the_run_after(app):
     snap = Snapshot(taken_at=0, workers={"w1": WorkerView("w1", (), 0.0, None)})
     ccs = Coordinator(app, sender=None, reader=SlowReader(snap, 1.1))
     entry = make_entry(app, every=1.0)
-    ccs.judge(entry)
-    sending, _, expires_at = ccs.prepare(entry)
+    verdict = ccs.judge(entry)
+    sending, expires_at = ccs.prepare(entry, verdict)
     assert expires_at is not None and 0.8 <= sending.options["expires"] <= 0.9
 
 
@@ -143,9 +144,10 @@ def test_an_unseen_emission_a_worker_reports_done_no_longer_blocks(app):
     # the worker that received it says it no longer holds it
     entry = make_entry(app, every=60.0, options={"singleton": True})
     ccs = coordinator(app)
-    assert ccs.judge(entry).emit
-    sending, verdict, expires_at = ccs.prepare(entry)
-    ccs.write_ahead(entry, sending, verdict, expires_at)
+    verdict = ccs.judge(entry)
+    assert verdict.emit
+    sending, expires_at = ccs.prepare(entry, verdict)
+    ccs._write_ahead(entry, sending, verdict, expires_at)
     task_id = sending.options["task_id"]
     ccs.end_burst()
     assert not ccs.judge(entry).emit                      # unseen, not expired: queued
@@ -162,8 +164,8 @@ def test_crontab_entries_expire_before_their_next_run(app):
     ccs = coordinator(app)
     entry = ScheduleEntry(name="nightly", task="blobs.gc", schedule=crontab(minute=0, hour=3),
                           args=(), kwargs={}, options={}, app=app)
-    ccs.judge(entry)
-    sending, _, _ = ccs.prepare(entry)
+    verdict = ccs.judge(entry)
+    sending, _ = ccs.prepare(entry, verdict)
     assert 0 < sending.options["expires"] <= 24 * 3600
 
 
@@ -178,9 +180,9 @@ def test_an_entry_due_again_already_is_sent_without_expiry_and_says_so(app, capl
     entry = ScheduleEntry(name="behind", task="blobs.gc", schedule=DueAgainAlready(60.0),
                           args=(1,), app=app)
     ccs = coordinator(app)
-    ccs.judge(entry)
+    verdict = ccs.judge(entry)
     with caplog.at_level("WARNING", logger="ccs_beat"):
-        sending, _, expires_at = ccs.prepare(entry)
+        sending, expires_at = ccs.prepare(entry, verdict)
     assert "expires" not in sending.options and expires_at is None
     assert "beat entry 'behind' is due again already" in caplog.text
 
@@ -190,8 +192,8 @@ def test_policy_expiry_wins_and_an_entrys_own_expiry_is_kept_otherwise(app):
     own = make_entry(app, "own", options={"expires": 42})
     policy = make_entry(app, "policy", options={"expires": 42, "singleton": {"expires": 7}})
     for entry, expected in ((own, 42.0), (policy, 7.0)):
-        ccs.judge(entry)
-        sending, _, _ = ccs.prepare(entry)
+        verdict = ccs.judge(entry)
+        sending, _ = ccs.prepare(entry, verdict)
         assert sending.options["expires"] == expected
 
 
@@ -200,14 +202,14 @@ def test_an_entrys_own_iso_8601_expiry_is_kept_and_a_garbled_one_is_named(app, c
     at = time.time() + 30
     iso = make_entry(app, "iso", options={"expires": datetime.fromtimestamp(
         at, tz=timezone.utc).isoformat()})
-    ccs.judge(iso)
-    sending, _, expires_at = ccs.prepare(iso)
+    verdict = ccs.judge(iso)
+    sending, expires_at = ccs.prepare(iso, verdict)
     assert 29 <= sending.options["expires"] <= 30 and abs(expires_at - at) < 1
 
     garbled = make_entry(app, "garbled", every=60.0, options={"expires": "soon"})
-    ccs.judge(garbled)
+    verdict = ccs.judge(garbled)
     with caplog.at_level("WARNING", logger="ccs_beat"):
-        sending, _, _ = ccs.prepare(garbled)
+        sending, _ = ccs.prepare(garbled, verdict)
     assert "beat entry 'garbled': expires 'soon' is neither seconds" in caplog.text
     assert 58.5 <= sending.options["expires"] <= 59.0      # the default
 
@@ -221,8 +223,8 @@ def test_a_naive_iso_8601_expiry_is_read_in_the_apps_zone_as_celery_reads_it(app
         at = datetime.now(timezone.utc) + timedelta(hours=2)
         entry = make_entry(app, "iso", options={"expires": at.replace(tzinfo=None).isoformat()})
         ccs = coordinator(app)
-        ccs.judge(entry)
-        sending, _, _ = ccs.prepare(entry)
+        verdict = ccs.judge(entry)
+        sending, _ = ccs.prepare(entry, verdict)
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
@@ -233,7 +235,7 @@ def test_allow_entries_are_sent_unstamped_without_a_cluster_read(app):
     ccs = coordinator(app)
     entry = make_entry(app, options={"singleton": False})
     verdict = ccs.judge(entry)
-    sending, _, expires_at = ccs.prepare(entry)
+    sending, expires_at = ccs.prepare(entry, verdict)
     assert verdict.emit and verdict.key is None and ccs.reader.reads == 0
     assert "headers" not in sending.options and expires_at is None
     assert "singleton" not in sending.options
@@ -344,7 +346,7 @@ def test_an_error_while_deciding_is_left_to_on_unknown(app, on_unknown, emits):
 
     assert verdict.emit is emits
     assert verdict.decision is not None and verdict.decision.unknown
-    assert "error while deciding" in verdict.decision.reason
+    assert "error while deciding" in verdict.decision.detail
 
 
 def test_a_forged_seen_on_in_the_ledger_still_blocks_the_entry(app):
@@ -369,9 +371,9 @@ def test_a_stamp_that_came_with_the_entrys_headers_is_never_sent(app, singleton)
     ccs = coordinator(app)
     entry = make_entry(app, options={"singleton": singleton,
                                      "headers": {"ccs_beat": forged, "mine": 1}})
-    ccs.judge(entry)
+    verdict = ccs.judge(entry)
 
-    sending, _, _ = ccs.prepare(entry)
+    sending, _ = ccs.prepare(entry, verdict)
 
     headers = sending.options["headers"]
     assert headers["mine"] == 1 and headers.get("ccs_beat") != forged
@@ -392,9 +394,9 @@ def test_an_entry_with_no_next_run_is_sent_without_expiry_and_counted_minutes_no
     entry = ScheduleEntry(name="once", task="blobs.gc", schedule=NeverAgain(60.0),
                           args=(1,), app=app)
     ccs = coordinator(app)
-    ccs.judge(entry)
+    verdict = ccs.judge(entry)
 
-    sending, _, counted_until = ccs.prepare(entry)
+    sending, counted_until = ccs.prepare(entry, verdict)
 
     assert "expires" not in sending.options
     assert counted_until is not None and counted_until <= time.time() + 300
@@ -411,9 +413,9 @@ def test_an_entry_whose_next_run_is_merely_far_off_keeps_its_expiry(app):
     entry = ScheduleEntry(name="leap", task="blobs.gc", schedule=FarOff(60.0), args=(1,),
                           app=app)
     ccs = coordinator(app)
-    ccs.judge(entry)
+    verdict = ccs.judge(entry)
 
-    sending, _, counted_until = ccs.prepare(entry)
+    sending, counted_until = ccs.prepare(entry, verdict)
 
     assert sending.options["expires"] > 4 * 365 * 86400
     assert counted_until > time.time() + 365 * 86400
@@ -423,7 +425,7 @@ def test_a_malformed_task_in_a_reply_leaves_the_other_entries_decided_normally(a
     # a non-Python producer's blobs.report with args=5 sits beside a running
     # blobs.gc on the same worker: gc is still blocked by its identical task,
     # and only report's decision is left to on_unknown
-    from ccs_beat.cluster import parse_reply
+    from ccs_beat.replies import parse_reply
     body = {"ccs": 1, "now": 1000.0, "peers": None, "reserved": [], "scheduled": [],
             "active": [{"id": "odd", "name": "blobs.report", "args": 5, "kwargs": {}},
                        {"id": "running", "name": "blobs.gc", "args": [1], "kwargs": {},
@@ -438,14 +440,14 @@ def test_a_malformed_task_in_a_reply_leaves_the_other_entries_decided_normally(a
     assert not gc_verdict.emit and gc_verdict.decision.blocker.task_id == "running"
     assert not gc_verdict.decision.unknown
     assert not report_verdict.emit and report_verdict.decision.unknown
-    assert "odd (blobs.report)" in report_verdict.decision.reason
+    assert "odd (blobs.report)" in report_verdict.decision.detail
 
 
 def test_an_entry_without_an_option_takes_the_tasks_declared_policy(app):
     # the task says its identity is its name: beat's check and stamp use it,
     # so beat's emission and a .delay() of the task are recognised as identical
     from ccs_beat import SingletonTask
-    from ccs_beat.cluster import parse_reply
+    from ccs_beat.replies import parse_reply
 
     @app.task(name="blobs.gc", base=SingletonTask, singleton={"key": "name"})
     def gc(n):
@@ -481,8 +483,8 @@ def _emit(ccs, entry) -> str:
     """What the scheduler does with an entry judged 'emit': prepare, write ahead."""
     verdict = ccs.judge(entry)
     assert verdict.emit, verdict
-    sending, verdict, expires_at = ccs.prepare(entry)
-    ccs.write_ahead(entry, sending, verdict, expires_at)
+    sending, expires_at = ccs.prepare(entry, verdict)
+    ccs._write_ahead(entry, sending, verdict, expires_at)
     return sending.options["task_id"]
 
 

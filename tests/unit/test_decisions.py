@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from ccs_beat import Policy
-from ccs_beat.cluster import SeenTask
-from ccs_beat.decide import decide
+from ccs_beat.decide import decide_entry
+from ccs_beat.events import Reason
 from ccs_beat.ledger import Emission, Status
+from ccs_beat.snapshot import SeenTask
 
 NOW = 2_000_000.0
 SKIP = Policy()
@@ -27,14 +28,15 @@ def queued(task_id: str = "e1", sent_ago: float = 3.0) -> tuple:
 
 
 def run(policy=SKIP, matches=(), outstanding=(), incomplete=None):
-    return decide(policy, matches=list(matches), outstanding=list(outstanding),
-                  incomplete=incomplete, now=NOW)
+    return decide_entry(policy, matches=list(matches), outstanding=list(outstanding),
+                        incomplete=incomplete, now=NOW)
 
 
 def test_emits_when_nothing_blocks():
     decision = run()
     assert decision.emit and not decision.unknown
-    assert decision.reason == "no identical task queued or running"
+    assert decision.reason is Reason.NOTHING_IDENTICAL
+    assert decision.detail == "no identical task queued or running"
 
 
 def test_allow_emits_even_with_an_identical_task_running():
@@ -62,7 +64,7 @@ def test_skips_while_its_previous_emission_waits_in_the_broker_queue():
     assert not decision.emit
     assert decision.blocker.state == "queued" and decision.blocker.worker is None
     assert decision.blocker.age == pytest.approx(3.0)
-    assert "not picked up by any worker yet" in decision.reason
+    assert "not picked up by any worker yet" in decision.detail
 
 
 def test_skips_while_its_previous_emission_is_seen_even_under_another_key():
@@ -74,20 +76,20 @@ def test_skips_while_its_previous_emission_is_seen_even_under_another_key():
 def test_incomplete_read_emits_under_on_unknown_emit_and_says_why():
     decision = run(incomplete="no reply from w2")
     assert decision.emit and decision.unknown
-    assert "no reply from w2" in decision.reason and "on_unknown=emit" in decision.reason
+    assert "no reply from w2" in decision.detail and "on_unknown=emit" in decision.detail
 
 
 def test_incomplete_read_skips_under_on_unknown_skip():
     decision = run(FAIL_CLOSED, incomplete="no worker answered within 1s")
     assert not decision.emit and decision.unknown
-    assert "on_unknown=skip" in decision.reason
+    assert "on_unknown=skip" in decision.detail
 
 
 def test_emission_last_seen_on_a_silent_worker_counts_as_unknown():
     e = Emission(task_id="e1", key="k", sent_at=NOW - 1, seen_on="w2")
     decision = run(FAIL_CLOSED, outstanding=[(e, Status.UNKNOWN, None)])
     assert not decision.emit and decision.unknown
-    assert "e1 was last seen on w2" in decision.reason
+    assert "e1 was last seen on w2" in decision.detail
 
 
 def test_a_seen_blocker_wins_over_an_unreadable_cluster():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from ccs_beat import ConfigurationError
-from ccs_beat.guard import GuardTiming, Peer, decide, rank_of
+from ccs_beat.events import Reason
+from ccs_beat.guard import GuardTiming, Peer, decide_run, rank_of
 from ccs_beat.policy import load_settings
 
 TIMING = GuardTiming(delay=1.5, timeout=1.0, margin=0.25)   # committed after 2.75 s
@@ -19,31 +20,34 @@ def peer(task_id: str = "p", age: float | None = 0.5, sent_at: float = 200.0,
 
 
 def test_runs_when_no_identical_task_is_active():
-    verdict = decide(ME, [], TIMING)
-    assert verdict.run and verdict.reason == "no identical task running"
+    verdict = decide_run(ME, [], TIMING)
+    assert verdict.run and verdict.reason is Reason.NO_PEER
+    assert verdict.detail == "no identical task running"
 
 
 def test_skips_when_an_identical_task_is_committed_even_if_it_ranks_after_me():
     old = peer("old", age=2.8, sent_at=500.0)
-    verdict = decide(ME, [old], TIMING)
+    verdict = decide_run(ME, [old], TIMING)
     assert not verdict.run
-    assert verdict.winner == old and "already running" in verdict.reason
+    assert verdict.winner == old and verdict.reason is Reason.PEER_RUNNING
+    assert "already running" in verdict.detail
 
 
 def test_a_peer_exactly_at_the_threshold_is_still_deciding():
-    verdict = decide(ME, [peer(age=TIMING.committed_after, sent_at=500.0)], TIMING)
+    verdict = decide_run(ME, [peer(age=TIMING.committed_after, sent_at=500.0)], TIMING)
     assert verdict.run
 
 
 def test_skips_for_a_deciding_peer_of_lower_rank():
     first = peer("first", age=0.4, sent_at=50.0)
-    verdict = decide(ME, [first], TIMING)
-    assert not verdict.run and verdict.winner == first and "ranks first" in verdict.reason
+    verdict = decide_run(ME, [first], TIMING)
+    assert not verdict.run and verdict.winner == first
+    assert verdict.reason is Reason.PEER_RANKS_FIRST and "ranks first" in verdict.detail
 
 
 def test_runs_when_every_deciding_peer_ranks_after_me():
-    verdict = decide(ME, [peer("a", sent_at=101.0), peer("b", sent_at=300.0)], TIMING)
-    assert verdict.run and verdict.reason == "ranks first among 3 identical tasks"
+    verdict = decide_run(ME, [peer("a", sent_at=101.0), peer("b", sent_at=300.0)], TIMING)
+    assert verdict.run and verdict.detail == "ranks first among 3 identical tasks"
 
 
 def test_equal_sent_at_is_broken_by_task_id_then_worker():
@@ -67,28 +71,28 @@ def test_rank_falls_back_to_the_reported_time_start_without_a_stamp():
 
 def test_an_identical_task_on_a_worker_without_ccs_beat_counts_as_running():
     unguarded = peer("legacy", age=None, sent_at=1.0, guarded=False)
-    verdict = decide(ME, [unguarded], TIMING)
-    assert not verdict.run and "running unguarded" in verdict.reason
+    verdict = decide_run(ME, [unguarded], TIMING)
+    assert not verdict.run and "running unguarded" in verdict.detail
 
 
 def test_the_oldest_committed_peer_is_named_the_winner():
-    verdict = decide(ME, [peer("young", age=3.0), peer("oldest", age=9.0)], TIMING)
+    verdict = decide_run(ME, [peer("young", age=3.0), peer("oldest", age=9.0)], TIMING)
     assert verdict.winner.task_id == "oldest"
 
 
 def test_incomplete_read_runs_with_a_warning_under_on_unknown_emit():
-    verdict = decide(ME, [], TIMING, incomplete="no reply from w3")
+    verdict = decide_run(ME, [], TIMING, incomplete="no reply from w3")
     assert verdict.run and verdict.unknown
-    assert "no reply from w3" in verdict.reason and "on_unknown=emit" in verdict.reason
+    assert "no reply from w3" in verdict.detail and "on_unknown=emit" in verdict.detail
 
 
 def test_incomplete_read_skips_under_on_unknown_skip():
-    verdict = decide(ME, [], TIMING, incomplete="no reply from w3", on_unknown="skip")
+    verdict = decide_run(ME, [], TIMING, incomplete="no reply from w3", on_unknown="skip")
     assert not verdict.run and verdict.unknown and verdict.winner is None
 
 
 def test_a_seen_blocker_wins_over_on_unknown():
-    verdict = decide(ME, [peer(age=5.0)], TIMING, incomplete="no reply from w3")
+    verdict = decide_run(ME, [peer(age=5.0)], TIMING, incomplete="no reply from w3")
     assert not verdict.run and not verdict.unknown
 
 

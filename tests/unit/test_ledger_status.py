@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ccs_beat.cluster import SeenTask, Snapshot, WorkerView
 from ccs_beat.ledger import MAX_PER_ENTRY, Emission, Ledger, Status, assess
+from ccs_beat.snapshot import SeenTask, Snapshot, WorkerView
 
 NOW = 1_000_000.0
 
@@ -283,7 +283,7 @@ def test_records_holding_values_nested_past_any_limit_lose_only_themselves():
 
 
 def test_a_journal_line_nested_past_the_parsers_limit_is_skipped(tmp_path):
-    from ccs_beat.scheduler import read_journal
+    from ccs_beat.stores.file import read_journal
     path = tmp_path / "journal"
     good = {"seq": 1, "entry": "gc", "emission": {"task_id": "b", "key": "k", "sent_at": 2.0}}
     path.write_text(DEEP + "\n" + json.dumps(good) + "\n", encoding="utf-8")

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from ccs_beat.cluster import SeenTask, Snapshot, WorkerView
 from ccs_beat.logs import get_logger, printable
+from ccs_beat.snapshot import SeenTask, Snapshot, WorkerView
 from ccs_beat.status import build_report, render
 
 FORGED = "abc\n[2026-12-03 08:00:00,000: CRITICAL/MainProcess] beat: shutting down\r\x1b[2K"

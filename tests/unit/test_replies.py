@@ -6,17 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ccs_beat.cluster import (
-    GarbledReply,
-    Membership,
-    SeenTask,
-    Snapshot,
-    WorkerView,
-    is_unknown_command_error,
-    parse_legacy,
-    parse_reply,
-)
 from ccs_beat.identity import KeySpec
+from ccs_beat.replies import GarbledReply, is_unknown_command_error, parse_legacy, parse_reply
+from ccs_beat.snapshot import Membership, SeenTask, Snapshot, WorkerView
 
 
 def reply(**overrides) -> dict:

@@ -9,12 +9,13 @@ import time
 import pytest
 from celery import Celery
 
-from ccs_beat.cluster import SeenTask, Snapshot, WorkerView
 from ccs_beat.identity import DEFAULT_KEY, KeySpec, task_key
 from ccs_beat.ledger import Emission, Ledger
 from ccs_beat.policy import Policy
-from ccs_beat.scheduler import LEDGER_KEY, SingletonScheduler
+from ccs_beat.scheduler import SingletonScheduler
+from ccs_beat.snapshot import SeenTask, Snapshot, WorkerView
 from ccs_beat.status import build_report, read_ledger, render, render_json
+from ccs_beat.stores.file import LEDGER_KEY
 
 NOW = 1_000_000.0
 
@@ -187,7 +188,7 @@ def test_status_of_a_plain_scheduler_opens_no_schedule_file_it_was_not_given(
 
 
 def test_a_malformed_task_in_a_reply_is_named_and_makes_the_answer_partial():
-    from ccs_beat.cluster import parse_reply
+    from ccs_beat.replies import parse_reply
     body = {"ccs": 1, "now": NOW, "peers": None, "reserved": [], "scheduled": [],
             "active": [{"id": "odd", "name": "jobs.gc", "args": 5, "kwargs": {}},
                        {"id": "fine", "name": "jobs.gc", "args": [], "kwargs": {},

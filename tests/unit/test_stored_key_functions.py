@@ -21,7 +21,6 @@ from celery.schedules import schedule
 from ccs_beat import ConfigurationError, task_key
 from ccs_beat.coordinator import Coordinator
 from ccs_beat.identity import parse_key_functions, parse_key_spec
-from ccs_beat.ledger import Ledger
 from ccs_beat.policy import load_settings, parse_policy
 
 ROW = "periodic task 'gc': singleton settings"
@@ -88,7 +87,7 @@ def test_coordinator_refuses_an_entry_whose_stored_key_names_an_unregistered_fun
     # redbeat hands beat entries decoded from Redis: their options are stored text
     app = Celery("ccs_stored_key", broker="memory://", set_as_current=False)
     try:
-        coordinator = Coordinator(app, sender=None, ledger=Ledger())
+        coordinator = Coordinator(app, sender=None)
         entry = ScheduleEntry(name="gc", task="tests.sleep", schedule=schedule(10.0),
                               args=["/bin/sh", "-c", "id"], app=app,
                               options={"singleton": {"key": import_probe.path}})

@@ -14,11 +14,13 @@ from datetime import datetime
 import pytest
 from celery import Celery
 
-from ccs_beat import ConfigurationError, SingletonTask, task_key
+from ccs_beat import ConfigurationError, SingletonTask, judging, task_key
 from ccs_beat import task as task_module
-from ccs_beat.cluster import SeenTask, Snapshot, WorkerView
 from ccs_beat.control import STAMP_HEADER
+from ccs_beat.events import GuardAction, Reason
 from ccs_beat.identity import DEFAULT_KEY
+from ccs_beat.judging import Copy, guard_event
+from ccs_beat.snapshot import SeenTask, Snapshot, WorkerView
 
 
 @pytest.fixture(scope="module")
@@ -145,9 +147,9 @@ def test_peers_are_the_other_identical_active_tasks_with_their_own_clock_ages():
         "w2": WorkerView("w2", (_seen("twin", "w2", start=50.0, now=53.0, sent_at=7.0,
                                       key=key),), 53.0, None),
     }
-    copy = task_module.Copy(id="me", worker="w1", name="t.declared", key=key,
+    copy = judging.Copy(id="me", worker="w1", name="t.declared", key=key,
                             spec=DEFAULT_KEY, stamp=None, began=1000.01)
-    me, peers = task_module._peers(Snapshot(taken_at=0, workers=views), copy)
+    me, peers = judging._peers(Snapshot(taken_at=0, workers=views), copy)
     assert me == (1000.0, "me", "w1", 1000.0)   # no stamp: the time_start w1 reports
     assert [(p.task_id, p.age, p.rank) for p in peers] == [
         ("twin", 3.0, (7.0, "twin", "w2", 50.0))]
@@ -171,6 +173,11 @@ def test_stepping_aside_sends_duplicate_skipped_with_the_winner(app):
     from ccs_beat.signals import duplicate_skipped
 
     winner = Peer(task_id="w-id", worker="w2", rank=(1.0, "w-id", "w2"), age=4.0)
+    verdict = GuardVerdict(GuardAction.STEP_ASIDE, Reason.PEER_RUNNING,
+                           "an identical task is already running", winner=winner)
+    event = guard_event(verdict, Copy(id="loser", worker="w1", name="t.declared", key="k",
+                                      spec=DEFAULT_KEY, stamp=None, began=0.0),
+                        None, took=1.6, read_at=time.time())
     got = []
 
     def receiver(sender=None, **kwargs):
@@ -179,15 +186,16 @@ def test_stepping_aside_sends_duplicate_skipped_with_the_winner(app):
     declared = app.tasks["t.declared"]
     declared.push_request(id="loser", hostname="w1", called_directly=False)
     try:
-        declared._ccs_step_aside(GuardVerdict("skip", "an identical task is already running",
-                                              winner=winner))
+        declared._ccs_step_aside(verdict, event)
     finally:
         declared.pop_request()
         duplicate_skipped.disconnect(receiver)
     assert got == [(declared, {"signal": duplicate_skipped, "task_id": "loser",
                                "winner": winner,
                                "reason": "an identical task is already running",
-                               "unknown": False})]
+                               "unknown": False, "event": event})]
+    assert event.source == "guard" and event.action == "step_aside"
+    assert event.reason == "peer_running" and event.blocker.task_id == "w-id"
 
 
 def test_a_chord_header_member_that_steps_aside_warns_that_the_body_will_not_run(app, caplog):
@@ -198,7 +206,9 @@ def test_a_chord_header_member_that_steps_aside_warns_that_the_body_will_not_run
                           chord={"task": "body"})
     try:
         with caplog.at_level("WARNING", logger="ccs_beat"):
-            declared._ccs_step_aside(GuardVerdict("skip", "an identical task is already running"))
+            declared._ccs_step_aside(
+                GuardVerdict(GuardAction.STEP_ASIDE, Reason.PEER_RUNNING, "already running"),
+                None)
     finally:
         declared.pop_request()
     assert "t.declared[member] is a member of a chord's header" in caplog.text
@@ -234,15 +244,15 @@ def _request(task_id: str, worker: str, time_start: float, pid: int = 1, **extra
 
 
 def _verdict(replies: dict, task_id: str, worker: str, began: float, missing=()):
-    from ccs_beat.cluster import parse_reply
     from ccs_beat.guard import GuardTiming
+    from ccs_beat.replies import parse_reply
     snap = Snapshot(taken_at=began, workers={w: parse_reply(w, body)
                                              for w, body in replies.items()},
                     missing=frozenset(missing))
-    copy = task_module.Copy(id=task_id, worker=worker, name="t.declared",
+    copy = judging.Copy(id=task_id, worker=worker, name="t.declared",
                             key=task_key("t.declared", [1], {}), spec=DEFAULT_KEY,
                             stamp=None, began=began)
-    return task_module.judge_copy(snap, copy, GuardTiming(), "emit")[0]
+    return judging.judge_copy(snap, copy, GuardTiming(), "emit")[0]
 
 
 def test_a_task_whose_own_workers_reply_is_lost_ranks_itself_as_the_others_rank_it():

@@ -43,8 +43,8 @@ def test_transport_without_broadcast_is_fine_when_no_entry_is_checked(tmp_path):
     app = make_app("p2p://", default_policy="allow")
     scheduler = SingletonScheduler(app=app, schedule_filename=str(tmp_path / "s"))
     try:
-        assert scheduler.ccs is not None
-        assert not scheduler.ccs.policy_for("gc", {}).checked
+        assert scheduler.ccs_coordinator is not None
+        assert not scheduler.ccs_coordinator.policy_for("gc", {}).checked
     finally:
         scheduler.close()
 
@@ -53,6 +53,6 @@ def test_a_transport_with_broadcast_passes_the_check(tmp_path):
     scheduler = SingletonScheduler(app=make_app("memory://"),
                                    schedule_filename=str(tmp_path / "s"))
     try:
-        assert scheduler.ccs.policy_for("gc", {}).checked
+        assert scheduler.ccs_coordinator.policy_for("gc", {}).checked
     finally:
         scheduler.close()

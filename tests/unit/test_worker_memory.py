@@ -12,10 +12,11 @@ from types import SimpleNamespace
 import pytest
 
 from ccs_beat import control, covering, skipping
-from ccs_beat.cluster import GarbledReply, Snapshot, parse_reply
 from ccs_beat.guard import GuardTiming
 from ccs_beat.identity import DEFAULT_KEY, task_key
-from ccs_beat.task import Copy, judge_copy
+from ccs_beat.judging import Copy, judge_copy
+from ccs_beat.replies import GarbledReply, parse_reply
+from ccs_beat.snapshot import Snapshot
 
 KEY = task_key("t.declared", [1], {})
 
@@ -65,7 +66,7 @@ def test_a_covered_request_steps_aside_for_the_run_even_after_it_ended():
                                        "ended": True}]))
     verdict, covered = judge_copy(snap, copy("B"), GuardTiming(), "emit")
     assert not verdict.run and covered == frozenset()
-    assert verdict.winner.task_id == "A" and "A" in verdict.reason
+    assert verdict.winner.task_id == "A" and "A" in verdict.detail
 
 
 def test_a_request_nobody_covered_runs_when_nothing_identical_is_running():
@@ -258,7 +259,7 @@ def test_a_copy_its_own_worker_does_not_list_as_running_is_noticed():
     listed = snapshot(w1=reply(active=[request("A", time_start=99.0)]))
     late = snapshot(w1=reply(reserved=[request("A")]))
     silent = snapshot(w2=reply())
-    from ccs_beat.task import unlisted
+    from ccs_beat.judging import unlisted
     assert not unlisted(listed, copy("A"))
     assert unlisted(late, copy("A"))
     assert not unlisted(silent, copy("A"))      # no reply from w1: the read is incomplete

@@ -293,7 +293,7 @@ class SingletonPeriodicTaskAdmin(PeriodicTaskAdmin):
         adds -- needs the change permission too: actions here all change or send."""
         allowed = super()._filter_actions_by_permissions(request, actions)
         if self.has_change_permission(request):
-            return allowed  # type: ignore[no-any-return]
+            return allowed
         return [action for action in allowed
                 if getattr(action[0], "allowed_permissions", None)]
 
@@ -311,7 +311,8 @@ class SingletonPeriodicTaskAdmin(PeriodicTaskAdmin):
     @admin.action(description="Make selected tasks singleton", permissions=["change"])
     def make_singleton(self, request: HttpRequest, queryset: QuerySet) -> None:
         settings = current_settings()
-        ok, refused = [], []
+        ok: list[tuple[Any, str | None]] = []
+        refused: list[tuple[Any, str | None]] = []
         for task in queryset.select_related("singleton"):
             row = getattr(task, "singleton", None)
             fields = row.fields() if row is not None else {"enabled": True, "overlap": SKIP}

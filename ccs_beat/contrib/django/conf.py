@@ -34,7 +34,7 @@ def task_policy_default(task: str, settings: Settings, app: Any = None) -> Polic
     """What a periodic task of ``task`` without a singleton row gets: the task's
     declaration, else the app default (as beat decides it). A bad declaration
     is beat's error to report; the admin falls back to the app default."""
-    from ...task import task_default
+    from ...policies import task_default
     if app is None:
         from celery import current_app
         app = current_app

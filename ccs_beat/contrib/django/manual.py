@@ -7,6 +7,11 @@ the tasks that have no identical task queued on a worker or running; the
 others are reported back with what blocks them. Tasks that are not singletons
 are sent as before.
 
+It takes beat's own path (:meth:`ccs_beat.coordinator.Coordinator.handle`):
+the same policy, key, cluster read, decision, stamp, expiry, log line and
+signals. Its ledger is this action's: two selected tasks that are identical
+go out once, the second held back by the first's emission.
+
 Limit: a message still waiting in the broker queue is invisible to a cluster
 read, and beat's ledger lives in beat; so a task emitted by beat a moment ago
 and not yet picked up by a worker can be sent again from here. Put
@@ -15,19 +20,20 @@ and not yet picked up by a worker can be sent again from here. Put
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ...cluster import ClusterReader, Snapshot
-from ...control import STAMP_HEADER, make_stamp
-from ...decide import decide
-from ...errors import ConfigurationError, UnkeyableError
-from ...identity import task_key
-from ...policy import Policy, load_settings, parse_policy
-from ...task import task_default
-from .schedulers import row_arguments, row_headers, row_option
+from celery.beat import ScheduleEntry
+
+from ...cluster import ClusterReader
+from ...coordinator import Coordinator
+from ...entries import OPTION, entry_arguments
+from ...errors import ConfigurationError
+from ...events import BeatAction
+from ...policies import task_default
+from ...policy import load_settings
+from .schedulers import row_arguments, row_headers, row_option, row_schedule
 
 
 @dataclass
@@ -44,75 +50,91 @@ def run_now(app: Any, periodic_tasks: Iterable[Any],
             reader: ClusterReader | None = None) -> list[ManualRun]:
     """Send each periodic task now unless its singleton setting forbids it."""
     settings = load_settings(app.conf)
-    plans: list[tuple[Any, Policy | None, str | None, list, dict, dict]] = []
     runs: list[ManualRun] = []
+    entries = []
     for model in periodic_tasks:
         try:
-            args, kwargs = row_arguments(model)
-            headers = row_headers(model)
-            default = task_default(app, model.task, settings)
-            option = row_option(model, settings, default)
-            policy = parse_policy(option, default=default,
-                                  where=f"periodic task {model.name!r}",
-                                  functions=settings.key_functions)
-            key = task_key(model.task, args, kwargs, policy.key) if policy.checked else None
-        except (ConfigurationError, UnkeyableError, ValueError, TypeError) as exc:
+            entries.append(_entry(app, model, settings))
+        except (ConfigurationError, ValueError, TypeError) as exc:
             runs.append(ManualRun(model.name, error=str(exc)))
-            continue
-        plans.append((model, policy if policy.checked else None, key, args, kwargs, headers))
-
-    snapshot: Snapshot | None = None
-    if any(policy is not None for _, policy, *_ in plans):
-        own = reader is None
-        reader = reader or ClusterReader(app, timeout=settings.inspect_timeout,
-                                         worker_expiry=settings.worker_expiry)
-        try:
-            snapshot = reader.read({model.task for model, *_ in plans})
-        finally:
-            if own:
-                reader.close()
-
-    sent: list[tuple[str, list, dict, str]] = []   # what this action sent (the read cannot see it)
-    for model, policy, key, args, kwargs, headers in plans:
-        headers["periodic_task_name"] = model.name
-        headers.pop(STAMP_HEADER, None)   # only this check stamps a message
-        twin = _just_sent(sent, policy, key)
-        if twin is not None:
-            runs.append(ManualRun(model.name, skipped="an identical task was just sent by "
-                                  f"this action (id {twin})"))
-            continue
-        if policy is not None and snapshot is not None and key is not None:
-            matches = [] if snapshot.failure else snapshot.matching(policy.key, key, model.task)
-            now = time.time()
-            decision = decide(policy, matches=matches, outstanding=[],
-                              incomplete=snapshot.incomplete_reason(model.task), now=now)
-            if not decision.emit:
-                runs.append(ManualRun(model.name, skipped=decision.describe()))
-                continue
-            headers[STAMP_HEADER] = make_stamp(key, entry=model.name, sent_at=now)
-        options: dict[str, Any] = {"headers": headers}
-        if model.queue:
-            options["queue"] = model.queue
-        task = app.tasks.get(model.task)
-        if task is not None:
-            result = task.apply_async(args=args, kwargs=kwargs, **options)
-        else:
-            result = app.send_task(model.task, args=args, kwargs=kwargs, **options)
-        runs.append(ManualRun(model.name, task_id=result.id))
-        sent.append((model.task, args, kwargs, result.id))
+    if not entries:
+        return runs
+    coordinator = Coordinator(app, sender=None, settings=settings, reader=reader,
+                              names=lambda: {entry.task for entry in entries})
+    sent: list[ScheduleEntry] = []   # what this action sent (the read cannot see it)
+    try:
+        for entry in entries:
+            runs.append(_run(coordinator, entry, sent))
+    finally:
+        if reader is None:
+            coordinator.close()
     return runs
 
 
-def _just_sent(sent: list[tuple[str, list, dict, str]], policy: Policy | None,
-               key: str | None) -> str | None:
-    """The id of a task this action sent that is identical under ``policy``
-    (keyed with this row's spec: rows of one task can have different ones)."""
-    if policy is None or key is None:
-        return None
-    for task, args, kwargs, task_id in sent:
+def _entry(app: Any, model: Any, settings: Any) -> ScheduleEntry:
+    """The row as a beat entry: its task, arguments, queue and headers (what
+    django-celery-beat's own action sends), its schedule (for the default
+    expiry) and its singleton option. Raises naming the row if any is bad."""
+    args, kwargs = row_arguments(model)
+    headers = row_headers(model)
+    headers["periodic_task_name"] = model.name
+    option = row_option(model, settings, task_default(app, model.task, settings))
+    options: dict[str, Any] = {"headers": headers}
+    if model.queue:
+        options["queue"] = model.queue
+    if option is not None:
+        options[OPTION] = option
+    return ScheduleEntry(name=model.name, task=model.task, schedule=row_schedule(model),
+                         args=args, kwargs=kwargs, options=options, app=app)
+
+
+def _run(coordinator: Coordinator, entry: ScheduleEntry,
+         sent: list[ScheduleEntry]) -> ManualRun:
+    app = coordinator.app
+    twin = _just_sent(coordinator, entry, sent)
+    if twin is not None:
+        return ManualRun(entry.name, skipped="an identical task was just sent by this "
+                         f"action (id {twin})")
+
+    def publish(sending: Any) -> Any:
+        args, kwargs, _ = entry_arguments(sending)
+        task = app.tasks.get(sending.task)
+        if task is not None:
+            result = task.apply_async(args=args, kwargs=kwargs, **sending.options)
+        else:
+            result = app.send_task(sending.task, args=args, kwargs=kwargs, **sending.options)
+        sending.options["task_id"] = result.id
+        sent.append(sending)
+        return result
+
+    event = coordinator.handle(entry, publish)
+    if event is None:
+        return ManualRun(entry.name, error="not sent")
+    if event.action is BeatAction.SKIP:
+        detail = event.detail
+        if event.blocker is not None:
+            from ...decide import describe_blocker
+            detail += f" ({describe_blocker(event.blocker)})"
+        return ManualRun(entry.name, skipped=detail)
+    return ManualRun(entry.name, task_id=event.task_id)
+
+
+def _just_sent(coordinator: Coordinator, entry: ScheduleEntry,
+               sent: list[ScheduleEntry]) -> str | None:
+    """The id of a task this action sent that is identical under this row's
+    policy (keyed with this row's spec: rows of one task can have different
+    ones, and the ledger knows each emission by its own row's key)."""
+    try:
+        policy = coordinator.policies.of(entry)
+        if not policy.checked:
+            return None
+        key = coordinator.policies.key_for(entry, policy)
+    except ConfigurationError:
+        return None   # judged, and named, by the coordinator
+    for other in sent:
         try:
-            if task_key(task, args, kwargs, policy.key) == key:
-                return task_id
-        except UnkeyableError:
+            if coordinator.policies.key_for(other, policy) == key:
+                return str(other.options["task_id"])
+        except ConfigurationError:
             continue
     return None

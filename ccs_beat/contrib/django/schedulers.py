@@ -29,72 +29,34 @@ from __future__ import annotations
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from django.db import DatabaseError, close_old_connections, transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 from kombu.utils.json import loads
 
 from ...checks import CheckReport
-from ...coordinator import OPTION, Coordinator, Verdict
+from ...coordinator import Coordinator
+from ...entries import OPTION
 from ...errors import ConfigurationError, UnkeyableError
+from ...events import BeatAction, DecisionEvent
 from ...identity import task_key
-from ...ledger import Ledger
+from ...ledger_store import LedgerStore
 from ...logs import get_logger, printable
+from ...policies import task_default
 from ...policy import Policy, Settings, load_settings, parse_policy
 from ...scheduler import SingletonSchedulerMixin
-from ...task import task_default
-from .models import SingletonDecision, SingletonJournal, SingletonLedger, SingletonSettings
+from .models import SingletonDecision, SingletonSettings
 from .options import FIELD_LABELS, field_errors, key_to_text, singleton_option
+from .store import JSON_ERRORS, DatabaseLedgerStore
 
 logger = get_logger("ccs_beat")
 
 _UNSET = object()
 
-#: primary key of this beat's row in SingletonLedger
-LEDGER_NAME = "default"
-
-#: what decoding a row's JSON field can raise: bad JSON, and JSON nested
-#: deeper than the parser's recursion limit (a row is data a script can write)
-JSON_ERRORS = (ValueError, TypeError, RecursionError)
-#: what kombu's decoder (django-celery-beat's) can raise besides: its type
-#: markers ``{"__type__": "decimal", "__value__": "x"}`` run converters
+#: what kombu's decoder (django-celery-beat's) can raise besides bad JSON: its
+#: type markers ``{"__type__": "decimal", "__value__": "x"}`` run converters
 DECODE_ERRORS = (*JSON_ERRORS, ArithmeticError, AttributeError, LookupError)
-
-
-def _decoded(rows: Any, field: str, where: str) -> list[Any]:
-    """``field`` of each of ``rows``, decoded; a value that cannot be decoded
-    is left out with an ERROR (read at once, or one by one when one fails)."""
-    unreadable = (*JSON_ERRORS, DatabaseError)   # SQLite: text that is not UTF-8
-    try:
-        return list(rows.values_list(field, flat=True))
-    except unreadable:
-        pass
-    values = []
-    for pk in rows.values_list("pk", flat=True):   # the database itself is away: raises
-        try:
-            values.extend(rows.model.objects.filter(pk=pk).values_list(field, flat=True))
-        except unreadable as exc:
-            logger.error("ccs_beat: %s, row %r: %s is not usable JSON (%s); ignoring it",
-                         where, pk, field, type(exc).__name__)
-    return values
-
-
-def read_ledger(name: str = LEDGER_NAME) -> Ledger:
-    """The ledger saved in the database with its journal replayed. A value
-    the JSON decoder cannot read (a script can write anything in these
-    tables) is left out with an ERROR; the rest is used."""
-    with transaction.atomic():
-        states = _decoded(SingletonLedger.objects.filter(name=name), "state",
-                          "table ccs_beat_singletonledger")
-        journal = _decoded(SingletonJournal.objects.filter(ledger=name).order_by("seq"),
-                           "record", "table ccs_beat_singletonjournal")
-    ledger = Ledger.from_state(states[0] if states else None)
-    replayed = ledger.replay(journal)
-    if replayed:
-        logger.info("ccs_beat: recovered %d emission record(s) from the journal table",
-                    replayed)
-    return ledger
 
 
 def row_option(model: PeriodicTask, settings: Settings, default: Policy | None = None) -> Any:
@@ -353,7 +315,7 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
     def all_as_schedule(self) -> dict[str, Any]:
         # rows are validated against the settings as they are now
         _ENTRY_SETTINGS[self.app] = load_settings(self.app.conf)
-        return super().all_as_schedule()  # type: ignore[no-any-return]
+        return super().all_as_schedule()
 
     def enabled_models_qs(self) -> Any:
         return super().enabled_models_qs().select_related("singleton")
@@ -428,46 +390,39 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
             logger.warning("ccs_beat: could not record the buffered run of %r in its row "
                            "(%r); its run count there stays as it was", entry.name, exc)
 
-    def _ccs_task_names(self) -> set[str]:
+    def ccs_task_names(self) -> set[str]:
         # self.schedule would ask the database whether anything changed
         return {entry.task for entry in (self._schedule or {}).values()}
 
     # -- ledger and decisions --------------------------------------------------------
 
-    def ccs_load_ledger(self) -> Ledger:
-        return read_ledger()   # the journal is replayed here
+    ccs_store = DatabaseLedgerStore
+    #: ``celery ccs check`` validates the periodic task rows with it
+    ccs_check_entries = staticmethod(check_rows)
 
-    def ccs_save_ledger(self, ledger: Ledger) -> None:
-        close_old_connections()
-        with transaction.atomic():
-            SingletonLedger.objects.update_or_create(name=LEDGER_NAME,
-                                                     defaults={"state": ledger.to_state()})
-            SingletonJournal.objects.filter(ledger=LEDGER_NAME).delete()
-
-    def ccs_journal_append(self, record: dict[str, Any]) -> None:
-        close_old_connections()
-        SingletonJournal.objects.create(ledger=LEDGER_NAME, seq=record["seq"], record=record)
+    def ccs_open_store(self) -> LedgerStore:
+        return DatabaseLedgerStore()
 
     def ccs_runs_once(self, entry: Any) -> bool:
         return getattr(getattr(entry, "model", None), "one_off", False) is True
 
-    def ccs_on_decision(self, entry: Any, verdict: Verdict, task_id: str | None) -> None:
+    def ccs_on_decision(self, entry: Any, event: DecisionEvent) -> None:
         model = getattr(entry, "model", None)
-        decision = verdict.decision
         if model is None or model.pk is None:
             return
-        if task_id is None and decision is not None:
-            # skipped: total_run_count counts runs sent (reserve() counted this one)
+        skipped = event.action is BeatAction.SKIP
+        if skipped:
+            # total_run_count counts runs sent (reserve() counted this one)
             model.total_run_count = max(0, model.total_run_count - 1)
             entry.total_run_count = model.total_run_count
-        blocker = decision.blocker if decision is not None else None
+        blocker = event.blocker
         # ids and worker names come from messages and replies: clip them to
         # the columns, or one long id would lose the whole burst's decisions
         self._ccs_decisions[model.pk] = {
-            "decision": SingletonDecision.EMITTED if task_id else SingletonDecision.SKIPPED,
+            "decision": SingletonDecision.SKIPPED if skipped else SingletonDecision.EMITTED,
             "decided_at": timezone.now(),
-            "reason": printable(decision.reason) if decision is not None else "sent directly",
-            "task_id": _clip(task_id or ""),
+            "reason": printable(event.detail),
+            "task_id": _clip(event.task_id or ""),
             "blocker_id": _clip(blocker.task_id if blocker else ""),
             "blocker_state": _clip(blocker.state if blocker else "", 16),
             "blocker_worker": _clip((blocker.worker or "") if blocker else ""),
