@@ -35,14 +35,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import skipping
+from .judging import KEEP_FOR, REMEMBER_FOR
 
-#: how long a worker reports a run that covered waiting requests after it ended
-REMEMBER_FOR = 3600.0
-#: at most this many ended records are kept (the oldest go first) ...
+#: at most this many ended records are kept (the oldest go first), but none
+#: younger than KEEP_FOR
 MAX_RECORDS = 1000
-#: ... but none younger than this: a peer deciding when a record was read
-#: must find it still there (ccs_beat.judging.judge_copy relies on it)
-KEEP_FOR = 60.0
 #: at most this many covered ids per record
 MAX_IDS = 100
 

@@ -17,13 +17,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import covering
 from .errors import UnkeyableError
 from .events import DecisionEvent, Reason
 from .guard import GuardTiming, GuardVerdict, Peer, Rank, decide_run, rank_of, sent_at
 from .identity import KeySpec, task_key
 from .policy import Policy
 from .snapshot import Cover, SeenTask, Snapshot
+
+#: how long a worker reports a run that covered waiting requests after it
+#: ended (:mod:`ccs_beat.covering` keeps its records so long)
+REMEMBER_FOR = 3600.0
+#: no covering record younger than this is ever dropped, however many there
+#: are: a peer deciding when a record was read must find it still there
+KEEP_FOR = 60.0
 
 
 @dataclass(frozen=True)
@@ -112,7 +118,7 @@ def _lasting(cover: Cover | None, timing: GuardTiming) -> bool:
     if cover is None:
         return False
     return not cover.ended or (cover.age is not None
-                               and cover.age + 2 * timing.committed_after < covering.KEEP_FOR)
+                               and cover.age + 2 * timing.committed_after < KEEP_FOR)
 
 
 def _deciding(peer: Peer, timing: GuardTiming) -> bool:
