@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 import sys
+from typing import Any
 
 import click
 from celery.bin.base import CeleryCommand
 
 from .errors import ConfigurationError
 from .policies import EntryPolicies
-from .policy import Policy
+from .policy import Policy, Settings
 
 
 def _positive_seconds(ctx: click.Context, param: click.Parameter,
@@ -85,6 +86,24 @@ def status(ctx: click.Context, as_json: bool, timeout: float | None,
     except ConfigurationError as exc:
         click.echo(str(exc), err=True)
         sys.exit(1)
+    policies, task_policies = _singleton_policies(app, settings)
+    ledger, source, error = read_ledger(app, schedule_path, scheduler)
+    reader = ClusterReader.for_settings(app, settings, timeout=timeout or None)
+    try:
+        snapshot = reader.read(None, ids=ledger.unseen() if ledger is not None else None)
+    finally:
+        reader.close()
+    report = build_report(snapshot, policies, task_policies, ledger, source, error)
+    click.echo(render_json(report) if as_json else render(report))
+    sys.exit(report.exit_code)
+
+
+
+def _singleton_policies(app: Any, settings: Settings,
+                        ) -> tuple[dict[str, tuple[str, Policy]], dict[str, Policy]]:
+    """Which task names are singletons: by a ``beat_schedule`` entry (task ->
+    (entry, policy)), and by a task's own declaration (task -> policy). A bad
+    one is named on stderr and left out: the status still shows."""
     entries = EntryPolicies(app, settings)
     policies: dict[str, tuple[str, Policy]] = {}
     for name, spec in sorted((app.conf.beat_schedule or {}).items()):
@@ -106,14 +125,4 @@ def status(ctx: click.Context, as_json: bool, timeout: float | None,
                 continue
             if policy is not None:
                 task_policies[name] = policy
-
-    ledger, source, error = read_ledger(app, schedule_path, scheduler)
-    reader = ClusterReader.for_settings(app, settings, timeout=timeout or None)
-    try:
-        snapshot = reader.read(None, ids=ledger.unseen() if ledger is not None else None)
-    finally:
-        reader.close()
-    report = build_report(snapshot, policies, task_policies, ledger, source, error)
-    click.echo(render_json(report) if as_json else render(report))
-    sys.exit(report.exit_code)
-
+    return policies, task_policies

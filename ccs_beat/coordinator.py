@@ -227,15 +227,19 @@ class Coordinator:
         judged_at = time.time()
         try:
             policy = self.policies.of(entry)
-        except Exception as exc:  # noqa: BLE001 - bad stored data must not stop beat
-            logger.error("ccs_beat: %s; sending it without the singleton check", exc)
+        except Exception as exc:
+            # a named data error needs no traceback; anything else does
+            logger.error("ccs_beat: %s; sending it without the singleton check", exc,
+                         exc_info=not isinstance(exc, ConfigurationError))
             return Verdict(None, None, None)
         if not policy.checked:
             return Verdict(policy, None, None)
         try:
             key = self.policies.key_for(entry, policy)
-        except Exception as exc:  # noqa: BLE001 - bad stored data must not stop beat
-            logger.error("ccs_beat: %s; sending it without the singleton check", exc)
+        except Exception as exc:
+            # a named data error needs no traceback; anything else does
+            logger.error("ccs_beat: %s; sending it without the singleton check", exc,
+                         exc_info=not isinstance(exc, ConfigurationError))
             return Verdict(policy, None, None)
         try:
             snap = self.snapshot(None if buffered else due_since(entry))

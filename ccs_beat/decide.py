@@ -79,36 +79,11 @@ def decide_entry(policy: Policy, *, matches: Sequence[SeenTask],
     if policy.overlap == ALLOW:
         return Decision(BeatAction.EMIT, Reason.OVERLAP_ALLOWED, "overlap allowed by policy")
     buffer = policy.overlap == BUFFER_ONE
-
-    if matches:
-        task = _pick(matches)
-        return Decision(BeatAction.SKIP, Reason.IDENTICAL_IN_CLUSTER,
-                        "identical task in the cluster",
-                        blocker=_from_seen(task, "cluster"), buffer=buffer)
-
-    seen = [s for _, status, s in outstanding if status is Status.SEEN and s is not None]
-    if seen:
-        task = _pick(seen)
-        return Decision(BeatAction.SKIP, Reason.PREVIOUS_IN_CLUSTER,
-                        "previous emission still in the cluster",
-                        blocker=_from_seen(task, "ledger"), buffer=buffer)
-
-    queued = [e for e, status, _ in outstanding if status is Status.QUEUED]
-    if queued:
-        emission = min(queued, key=lambda e: e.sent_at)
-        expiry = ("" if emission.expires_at is None
-                  else f", expires in {max(0.0, emission.expires_at - now):.1f}s")
-        return Decision(
-            BeatAction.SKIP, Reason.PREVIOUS_QUEUED,
-            f"previous emission not picked up by any worker yet{expiry}",
-            blocker=Blocker(task_id=emission.task_id, state="queued",
-                            age=max(0.0, now - emission.sent_at), source="ledger"),
-            buffer=buffer)
-
+    blocked = _blocked(matches, outstanding, now, buffer)
+    if blocked is not None:
+        return blocked
     unknown = [e for e, status, _ in outstanding if status is Status.UNKNOWN]
-    reasons = []
-    if incomplete:
-        reasons.append(incomplete)
+    reasons = [incomplete] if incomplete else []
     if unknown:
         reasons.append("previous emission " + ", ".join(
             f"{e.task_id} was last seen on {e.seen_on}" for e in unknown))
@@ -119,6 +94,32 @@ def decide_entry(policy: Policy, *, matches: Sequence[SeenTask],
                             unknown=True)
         return Decision(BeatAction.SKIP, Reason.CLUSTER_UNREADABLE, why + ", on_unknown=skip",
                         unknown=True, buffer=buffer)
-
     return Decision(BeatAction.EMIT, Reason.NOTHING_IDENTICAL,
                     "no identical task queued or running")
+
+
+def _blocked(matches: Sequence[SeenTask],
+             outstanding: Sequence[tuple[Emission, Status, SeenTask | None]],
+             now: float, buffer: bool) -> Decision | None:
+    """Rules 2 and 3: the skip an identical task or an outstanding emission
+    forces, or None."""
+    if matches:
+        return Decision(BeatAction.SKIP, Reason.IDENTICAL_IN_CLUSTER,
+                        "identical task in the cluster",
+                        blocker=_from_seen(_pick(matches), "cluster"), buffer=buffer)
+    seen = [s for _, status, s in outstanding if status is Status.SEEN and s is not None]
+    if seen:
+        return Decision(BeatAction.SKIP, Reason.PREVIOUS_IN_CLUSTER,
+                        "previous emission still in the cluster",
+                        blocker=_from_seen(_pick(seen), "ledger"), buffer=buffer)
+    queued = [e for e, status, _ in outstanding if status is Status.QUEUED]
+    if not queued:
+        return None
+    emission = min(queued, key=lambda e: e.sent_at)
+    expiry = ("" if emission.expires_at is None
+              else f", expires in {max(0.0, emission.expires_at - now):.1f}s")
+    return Decision(BeatAction.SKIP, Reason.PREVIOUS_QUEUED,
+                    f"previous emission not picked up by any worker yet{expiry}",
+                    blocker=Blocker(task_id=emission.task_id, state="queued",
+                                    age=max(0.0, now - emission.sent_at), source="ledger"),
+                    buffer=buffer)

@@ -145,6 +145,8 @@ class SingletonTask(Task):
 
     def _ccs_guard(self, args: Any, kwargs: Any, stamp: Mapping[str, Any] | None,
                    policy: Policy | None) -> tuple[GuardVerdict, DecisionEvent] | None:
+        """Wait ``D``, read the cluster, decide, report. None: cannot be keyed
+        (named at ERROR), the body runs unguarded."""
         request = self.request
         settings = _settings(self.app)
         spec = policy.key if policy is not None else DEFAULT_KEY
@@ -156,12 +158,7 @@ class SingletonTask(Task):
                          self.name, request.id, exc)
             return None
         timing = settings.guard_timing
-        limit = _too_short(getattr(request, "timelimit", None) or (), timing)
-        if limit is not None:
-            logger.warning("ccs_beat guard: %s[%s] was sent with a time limit of %gs, shorter "
-                           "than the guard's D + T + margin (%gs): it may be stopped before "
-                           "its body starts", self.name, request.id, limit,
-                           timing.committed_after)
+        self._ccs_warn_time_limit(timing)
         began, started = time.time(), time.monotonic()
         time.sleep(timing.delay)
         snapshot = _reader(self.app, settings).read([self.name], legacy=False)
@@ -182,11 +179,22 @@ class SingletonTask(Task):
                "ccs_beat guard: %s %s[%s]: %s (decided in %.2fs)",
                "running" if verdict.run else "skipped duplicate", self.name, request.id,
                verdict.detail, took, sender=self, event_log=settings.event_log)
+        self._ccs_warn_slow(took, timing)
+        return verdict, event
+
+    def _ccs_warn_time_limit(self, timing: GuardTiming) -> None:
+        limit = _too_short(getattr(self.request, "timelimit", None) or (), timing)
+        if limit is not None:
+            logger.warning("ccs_beat guard: %s[%s] was sent with a time limit of %gs, shorter "
+                           "than the guard's D + T + margin (%gs): it may be stopped before "
+                           "its body starts", self.name, self.request.id, limit,
+                           timing.committed_after)
+
+    def _ccs_warn_slow(self, took: float, timing: GuardTiming) -> None:
         if took > timing.committed_after - timing.margin / 2:
             logger.warning("ccs_beat guard: %s[%s] took %.2fs to decide, longer than D + T "
                            "+ margin/2 (%gs); is this worker starved of CPU?", self.name,
-                           request.id, took, timing.committed_after - timing.margin / 2)
-        return verdict, event
+                           self.request.id, took, timing.committed_after - timing.margin / 2)
 
     def _ccs_step_aside(self, verdict: GuardVerdict, event: DecisionEvent) -> None:
         request = self.request

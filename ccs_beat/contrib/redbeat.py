@@ -142,9 +142,9 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
             return None
         except (RedisConnectionError, RedisTimeoutError):
             raise   # Redis is away, the entry may be fine: the caller keeps the run
-        except Exception as exc:  # noqa: BLE001 - see above
+        except Exception as exc:
             logger.error("ccs_beat: cannot read redbeat entry %r (%r); dropping its "
-                         "buffered run", name, exc)
+                         "buffered run", name, exc, exc_info=True)
             return None
 
     @property
@@ -243,9 +243,10 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
         try:
             advanced = entry._next_instance(only_update_last_run_at=True)
             return float(advanced.is_due()[1])
-        except Exception as exc:  # noqa: BLE001 - Redis away for a moment must not stop beat
+        except Exception as exc:
             logger.error("ccs_beat: could not move skipped entry %r to its next due time "
-                         "(%r); it is decided again at the next tick", entry.name, exc)
+                         "(%r); it is decided again at the next tick", entry.name, exc,
+                         exc_info=True)
             return next_time_to_run
 
     @property

@@ -242,7 +242,7 @@ class SingletonModelEntry(ModelEntry):
             # django-celery-beat leaves such a row out silently (headers that
             # are not JSON, say): say which one, and why
             logger.error("ccs_beat: periodic task %r cannot be loaded (%s); it is left out "
-                         "of the schedule until it is fixed", model.name, exc)
+                         "of the schedule until it is fixed", model.name, exc, exc_info=True)
             # DatabaseScheduler.all_as_schedule() leaves out entries that raise ValueError
             raise ValueError(str(exc)) from exc
         # ModelEntry.__next__ builds a new entry around the same model after
@@ -323,13 +323,13 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
     def enabled_models(self) -> list[Any]:
         try:
             return list(self.enabled_models_qs())
-        except Exception as exc:  # noqa: BLE001 - one damaged crontab row breaks the query
+        except Exception as exc:
             # django-celery-beat leaves out crontabs not due within hours; that
             # query reads every crontab's time zone, and one bad row breaks it
             # for every task: load them all, and let the bad row alone fail
             logger.error("ccs_beat: django-celery-beat's query of the periodic tasks failed "
                          "(%r), a damaged crontab row perhaps; loading every enabled task "
-                         "without its filter", exc)
+                         "without its filter", exc, exc_info=True)
             # (not .enabled(): its prefetch of every schedule fails the same way)
             return list(self.Model.objects.filter(enabled=True).select_related("singleton"))
 
