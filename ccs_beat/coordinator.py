@@ -84,6 +84,14 @@ class Verdict:
         return Reason.OVERLAP_ALLOWED if self.key is None else Reason.SENT_DIRECTLY
 
 
+#: what an emission sent without a decision says
+_UNDECIDED = {
+    Reason.OVERLAP_ALLOWED: "overlap allowed by policy",
+    Reason.INVALID_ENTRY: "sent without the singleton check: the entry is invalid",
+    Reason.SENT_DIRECTLY: "sent directly",
+}
+
+
 class Coordinator:
     """Per-scheduler state and decisions. See the module docstring."""
 
@@ -240,7 +248,7 @@ class Coordinator:
             # a named data error needs no traceback; anything else does
             logger.error("ccs_beat: %s; sending it without the singleton check", exc,
                          exc_info=not isinstance(exc, ConfigurationError))
-            return Verdict(policy, None, None)
+            return Verdict(None, None, None)   # invalid: sent as plain beat would
         try:
             snap = self.snapshot(None if buffered else due_since(entry))
             now = time.time()
@@ -354,12 +362,10 @@ class Coordinator:
                      expires_at: float | None) -> DecisionEvent:
         decision = verdict.decision
         expires_in = None if expires_at is None else max(0.0, expires_at - time.time())
-        why = decision.detail if decision is not None else (
-            "sent directly" if verdict.key is not None else "not a singleton")
+        why = decision.detail if decision is not None else _UNDECIDED[verdict.reason()]
         event = self._event(entry, verdict, BeatAction.EMIT, why, task_id=task_id,
                             buffered=verdict.buffered, expires_in=expires_in)
-        level = (logging.DEBUG if verdict.key is None else
-                 logging.WARNING if event.unknown else logging.INFO)
+        level = logging.WARNING if event.unknown else logging.INFO
         report(logger, level, event, "ccs_beat: emitted %r (%s) as %s%s: %s%s", entry.name,
                entry.task, task_id, " (buffered run)" if verdict.buffered else "", why,
                "" if expires_in is None else f", expires in {expires_in:.1f}s",

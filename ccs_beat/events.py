@@ -39,7 +39,6 @@ class Reason(str, enum.Enum):
     # beat
     NOTHING_IDENTICAL = "nothing_identical"        # emit: no identical task queued or running
     OVERLAP_ALLOWED = "overlap_allowed"            # emit: the policy allows overlap
-    NOT_SINGLETON = "not_singleton"                # emit: the entry is not checked
     INVALID_ENTRY = "invalid_entry"                # emit: bad option or arguments, unchecked
     SENT_DIRECTLY = "sent_directly"                # emit: apply_async called by hand
     IDENTICAL_IN_CLUSTER = "identical_in_cluster"  # skip: seen on a worker
@@ -52,7 +51,7 @@ class Reason(str, enum.Enum):
     PEER_RANKS_FIRST = "peer_ranks_first"          # step aside: a deciding peer wins
     RANKS_FIRST = "ranks_first"                    # run: first among deciding peers
     NO_PEER = "no_peer"                            # run: nothing identical active
-    UNGUARDED = "unguarded"                        # run: cannot be keyed or configured
+    UNGUARDED = "unguarded"                        # run: cannot be keyed, or bad settings
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,7 @@ from . import signals as ccs_signals
 from .cluster import ClusterReader
 from .control import STAMP_HEADER, make_stamp, stamp_of
 from .errors import ConfigurationError, UnkeyableError
-from .events import DecisionEvent
+from .events import DecisionEvent, GuardAction, Reason
 from .guard import (
     GuardTiming,
     GuardVerdict,
@@ -114,8 +114,7 @@ class SingletonTask(Task):
         try:
             policy = self.ccs_policy()
         except ConfigurationError as exc:
-            logger.error("ccs_beat guard: %s; running %s[%s] unguarded", exc, self.name,
-                         request.id)
+            self._ccs_unguarded(str(exc))
             return self.run(*args, **kwargs)
         declared = policy is not None and policy.checked
         if not declared and not (stamp and "key" in stamp):
@@ -123,8 +122,7 @@ class SingletonTask(Task):
         try:
             decided = self._ccs_guard(args, kwargs, stamp, policy)
         except ConfigurationError as exc:   # bad ccs_beat_* settings: logged at start too
-            logger.error("ccs_beat guard: %s; running %s[%s] unguarded", exc, self.name,
-                         request.id)
+            self._ccs_unguarded(str(exc))
             decided = None
         if decided is None or decided[0].run:
             return self._ccs_run(request.id, args, kwargs)
@@ -154,8 +152,7 @@ class SingletonTask(Task):
             key = (stamp["key"] if stamp and isinstance(stamp.get("key"), str)
                    else task_key(self.name, args, kwargs, spec))
         except UnkeyableError as exc:
-            logger.error("ccs_beat guard: cannot key %s[%s] (%s); running it unguarded",
-                         self.name, request.id, exc)
+            self._ccs_unguarded(f"cannot key {self.name}[{request.id}] ({exc})")
             return None
         timing = settings.guard_timing
         self._ccs_warn_time_limit(timing)
@@ -181,6 +178,20 @@ class SingletonTask(Task):
                verdict.detail, took, sender=self, event_log=settings.event_log)
         self._ccs_warn_slow(took, timing)
         return verdict, event
+
+    def _ccs_unguarded(self, why: str) -> None:
+        """Report (at ERROR) a body that runs without the guard: bad settings,
+        a bad declaration, arguments that cannot be keyed."""
+        request = self.request
+        event = DecisionEvent(source="guard", action=GuardAction.RUN, reason=Reason.UNGUARDED,
+                              detail=why, at=time.time(), task=self.name, task_id=request.id,
+                              worker=request.hostname)
+        try:
+            event_log = _settings(self.app).event_log
+        except ConfigurationError:
+            event_log = None   # the settings are what is wrong: no file to name
+        report(logger, logging.ERROR, event, "ccs_beat guard: %s; running %s[%s] unguarded",
+               why, self.name, request.id, sender=self, event_log=event_log)
 
     def _ccs_warn_time_limit(self, timing: GuardTiming) -> None:
         limit = _too_short(getattr(self.request, "timelimit", None) or (), timing)

@@ -128,6 +128,26 @@ def test_an_unguarded_call_goes_straight_to_the_body_without_reading_the_cluster
         stamp_only.pop_request()
 
 
+def test_a_guarded_task_whose_arguments_cannot_be_keyed_runs_and_reports_an_unguarded_event(
+        app, monkeypatch):
+    from ccs_beat.signals import decision_made
+    monkeypatch.setattr(task_module, "_reader", lambda *a, **k: pytest.fail("read"))
+    got = []
+
+    def receiver(sender=None, event=None, **_):
+        got.append(event)
+    decision_made.connect(receiver, weak=False)
+    declared = app.tasks["t.declared"]
+    declared.push_request(id="odd", hostname="w1", called_directly=False)
+    try:
+        assert declared({1, 2}) == {1, 2}        # a set cannot be keyed: the body still runs
+    finally:
+        declared.pop_request()
+        decision_made.disconnect(receiver)
+    assert [(e.source, e.action, e.reason, e.task_id) for e in got] == [
+        ("guard", "run", "unguarded", "odd")]
+
+
 def test_a_direct_call_of_a_declared_singleton_is_not_guarded(app, monkeypatch):
     monkeypatch.setattr(task_module, "_reader", lambda *a, **k: pytest.fail("read"))
     assert app.tasks["t.declared"](3) == 3
