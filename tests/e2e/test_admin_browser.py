@@ -33,8 +33,7 @@ import pytest
 
 from tests.conftest import in_ci, require_broker
 from tests.dj.pg import django_env, fresh_database, migrate, require_postgres
-from tests.integration import beatlog
-from tests.integration.harness import REPO, Cluster, Run, wait_until
+from tests.integration.harness import REPO, Cluster, Proc, Run, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -153,18 +152,20 @@ def describe(runs: list[Run], since: float, marked: set[str] | None = None) -> s
                      for r in runs)
 
 
-def check_runs_after_toggle(runs: list[Run], beat_log: str, toggled: float) -> None:
+def check_runs_after_toggle(runs: list[Run], beat: Proc, toggled: float) -> None:
     """Once beat has picked the setting up, no run starts while another runs.
 
-    Beat logs every emission it decides with the singleton check ("ccs_beat:
-    emitted"); with the app default ``allow`` it logged none before the save.
-    So the runs it sent with the check are known by id, and none of them may
+    Beat reports every emission as a decision event; those it decided with the
+    singleton check carry the entry's key (with the app default ``allow``,
+    none did before the save). So the runs it sent with the check are known by
+    id, and none of them may
     have started while any other run of the task -- checked or sent before the
     save -- was running: no grace period in which a second run could hide. Runs
     went on (two or more started after everything in flight at the save had
     ended, all of them sent with the check), and beat logged skips."""
     now = time.time()
-    checked = {e.task_id for e in beatlog.emitted(beat_log, TASK_NAME)}
+    beat_log = beat.text()
+    checked = {e.task_id for e in beat.emitted(TASK_NAME) if e.key is not None}
     after = [r for r in runs if r.start > toggled + GRACE]
     detail = (f"runs, seconds from the toggle (* sent with the check):\n"
               f"{describe(runs, toggled, checked)}\nbeat log:\n{beat_log[-3000:]}")
@@ -175,8 +176,7 @@ def check_runs_after_toggle(runs: list[Run], beat_log: str, toggled: float) -> N
         busy = [r.id for r in runs if r.id != run.id and r.start <= run.start
                 and (r.end if r.end is not None else now) > run.start]
         assert not busy, f"{run.id} started while {busy} ran\n{detail}"
-    assert f"ccs_beat: skipped '{TASK_NAME}'" in beat_log, detail
-    assert beatlog.skipped(beat_log, TASK_NAME), detail
+    assert beat.skipped(TASK_NAME), detail
 
 
 def require_chromium() -> None:
@@ -214,8 +214,10 @@ def test_admin_toggle_makes_running_beat_skip_overlaps(tmp_path: Path) -> None:
             # 1. not set + app default "allow": beat overlaps the task
             wait_until(lambda: overlapping(cluster.runs(TAG), time.time()), 30,
                        what="two overlapping runs before the toggle")
-            assert not beatlog.skipped(beat.text(), TASK_NAME), beat.text()[-3000:]
-            assert not beatlog.emitted(beat.text(), TASK_NAME), beat.text()[-3000:]
+            assert not beat.skipped(TASK_NAME), beat.text()[-3000:]
+            # every emission so far was plain beat: no key, overlap allowed
+            assert all(e.key is None and e.reason == "overlap_allowed"
+                       for e in beat.emitted(TASK_NAME)), beat.text()[-3000:]
 
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
@@ -260,7 +262,7 @@ def test_admin_toggle_makes_running_beat_skip_overlaps(tmp_path: Path) -> None:
 
                     wait_until(lambda: len(settled()) >= 2, 30, interval=0.2,
                                what="two runs after the toggle")
-                    check_runs_after_toggle(cluster.runs(TAG), beat.text(), toggled)
+                    check_runs_after_toggle(cluster.runs(TAG), beat, toggled)
 
                     # the change page shows the saved inline and beat's last decision,
                     # a skip two times in three (reload until it is one, for the picture)

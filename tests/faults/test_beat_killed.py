@@ -18,7 +18,6 @@ import pytest
 
 from tests.conftest import BROKERS
 from tests.dj.pg import django_env, django_shell, fresh_database, migrate, require_postgres
-from tests.integration import beatlog
 from tests.integration.harness import REPO, Cluster, assert_no_overlap, wait_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -35,15 +34,16 @@ def kill_after_publish_then_restart(cluster: Cluster, scheduler: str) -> None:
     first.popen.wait(timeout=60)
     published = re.findall(r"fault injection: published ([0-9a-f-]+)", first.text())
     assert published, f"beat-a did not publish:\n{first.text()[-3000:]}"
-    assert not beatlog.emitted(first.text(), "long")   # killed before it could log
+    assert not first.emitted("long")   # killed before it could report the emission
 
     second = cluster.start_beat("beat-b", scheduler=scheduler)
-    wait_until(lambda: beatlog.skipped(second.text(), "long"), 30,
+    wait_until(lambda: second.skipped("long"), 30,
                what="the restarted beat to skip")
-    skip = beatlog.skipped(second.text(), "long")[0]
-    assert "not picked up by any worker yet" in skip.why and published[0] in skip.why
+    skip = second.skipped("long")[0]
+    assert skip.reason == "previous_queued", skip
+    assert skip.blocker and skip.blocker.task_id == published[0], skip
     assert "recovered 1 emission record(s)" in second.text()
-    assert not beatlog.emitted(second.text(), "long")
+    assert not second.emitted("long")
 
     cluster.start_worker("w1", concurrency=2)
     wait_until(lambda: len(cluster.finished_runs("long")) >= 2, 40, what="two runs")

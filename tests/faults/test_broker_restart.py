@@ -19,7 +19,6 @@ import time
 import pytest
 
 from tests.conftest import BROKERS, in_ci, reachable, require_broker
-from tests.integration import beatlog
 from tests.integration.harness import Cluster, assert_no_overlap, wait_until
 
 pytestmark = pytest.mark.timeout(240)
@@ -112,7 +111,7 @@ def test_beat_survives_a_broker_restart_and_resumes_deciding(tmp_path, capsys, n
     try:
         cluster.start_worker("w1", concurrency=2)
         beat = cluster.start_beat()
-        wait_until(lambda: beatlog.skipped(beat.text(), "long"), 40, what="a first skip")
+        wait_until(lambda: beat.skipped("long"), 40, what="a first skip")
 
         down_at = time.time()
         up_at = restart(3.0)
@@ -121,13 +120,13 @@ def test_beat_survives_a_broker_restart_and_resumes_deciding(tmp_path, capsys, n
                    what=f"{name} to accept connections")
 
         def decided_after_restart():
-            return [e for e in beatlog.events(beat.text(), "long") if e.at > up_at]
+            return [e for e in beat.decisions("long") if e.at > up_at]
         wait_until(decided_after_restart, 90, interval=0.5,
                    what="beat to decide again after the restart")
         resumed = decided_after_restart()[0].at - up_at
         with capsys.disabled():
             print(f"\n[fault] {name} down {up_at - down_at:.1f}s; beat decided again "
-                  f"{resumed:.1f}s after it came back ({decided_after_restart()[0].kind})")
+                  f"{resumed:.1f}s after it came back ({decided_after_restart()[0].action})")
         assert beat.alive()
         wait_until(lambda: [r for r in cluster.finished_runs("long") if r.start > up_at], 90,
                    what="a run after the restart")

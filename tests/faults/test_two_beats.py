@@ -6,7 +6,7 @@ worker. What neither can see is the other's message while it waits in the
 broker queue: that is when both emit. Left to themselves the two beats hit that
 window only by chance (it lasts milliseconds on loopback), so this test makes
 it happen in every round: the workers stop consuming the queue (Celery's
-``cancel_consumer`` remote control), both beats emit -- each log shows one
+``cancel_consumer`` remote control), both beats emit -- each one's decisions show one
 emission and then a skip of its own queued message -- and the workers consume
 again (``add_consumer``). Two identical guarded messages then start together,
 and the guard must let exactly one body run and turn the other away.
@@ -14,13 +14,11 @@ and the guard must let exactly one body run and turn the other away.
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from celery.result import AsyncResult
 
+from ccs_beat.events import DecisionEvent
 from tests.conftest import require_broker
-from tests.integration import beatlog
 from tests.integration.harness import Cluster, Proc, assert_no_overlap, wait_until
 
 pytestmark = pytest.mark.timeout(240)
@@ -29,8 +27,6 @@ GUARD = {"ccs_beat_guard_delay": 0.6, "ccs_beat_guard_timeout": 0.3,
          "ccs_beat_guard_margin": 0.15}
 BODY = 3.0          # seconds: the winner still runs when the next round is prepared
 ROUNDS = 3
-GUARD_SKIP = re.compile(r"ccs_beat guard: skipped duplicate tests\.guarded\[(?P<id>[0-9a-f-]+)\]"
-                        r": (?P<why>.*) \(decided in")
 
 
 def consuming(cluster: Cluster, hosts: list[str]) -> set[str]:
@@ -49,21 +45,22 @@ def set_consuming(cluster: Cluster, hosts: list[str], on: bool) -> None:
                interval=0.2, what=f"workers to {'consume' if on else 'stop consuming'}")
 
 
-def guard_skips(workers) -> dict[str, str]:
-    """Turned-away duplicates: task id -> the guard's reason (naming the winner)."""
-    return {m["id"]: m["why"] for w in workers for m in GUARD_SKIP.finditer(w.text())}
+def guard_skips(workers) -> dict[str, DecisionEvent]:
+    """Turned-away duplicates: task id -> the guard's decision (naming the winner)."""
+    return {e.task_id: e for w in workers for e in w.decisions()
+            if e.source == "guard" and e.action == "step_aside" and e.task == "tests.guarded"}
 
 
 def round_emission(beat: Proc, known: set[str], number: int) -> str | None:
-    """The one id ``beat`` emitted in this round (not in ``known``), once its log
-    also shows it skipping that id as still queued; None before that."""
-    text = beat.text()
-    ids = [e.task_id for e in beatlog.emitted(text, "guarded") if e.task_id not in known]
+    """The one id ``beat`` emitted in this round (not in ``known``), once its
+    decisions also show it skipping that id as still queued; None before that."""
+    decisions = beat.decisions("guarded")
+    ids = [e.task_id for e in decisions if e.action == "emit" and e.task_id not in known]
     assert len(ids) < 2, f"{beat.name} emitted twice in round {number}: {ids}"
     if not ids:
         return None
-    queued = [s for s in beatlog.skipped(text, "guarded")
-              if ids[0] in s.why and "not picked up by any worker yet" in s.why]
+    queued = [s for s in decisions if s.action == "skip" and s.reason == "previous_queued"
+              and s.blocker and s.blocker.task_id == ids[0]]
     return ids[0] if queued else None
 
 
@@ -113,7 +110,7 @@ def test_two_beats_on_one_schedule_never_run_two_bodies_at_once(make_cluster, ca
 
     runs = cluster.runs("g")
     skips = guard_skips(workers)
-    emitted = {e.task_id for b in beats for e in beatlog.emitted(b.text(), "guarded")}
+    emitted = {e.task_id for b in beats for e in b.emitted("guarded")}
     with capsys.disabled():
         print(f"\n[fault] two beats: {len(emitted)} emissions in {ROUNDS} rounds of one "
               f"per beat, {len(runs)} bodies, {len(skips)} turned away by the guard")
@@ -137,10 +134,9 @@ def test_two_beats_on_one_schedule_never_run_two_bodies_at_once(make_cluster, ca
         # rank, or -- when the winner's read saw it deciding and the winner's
         # run was already under way when the loser read -- to the cover the
         # winner recorded for it; never to a body that had been running before
-        assert skips[loser].startswith((
-            f"an identical task started at the same time ranks first (id {winner} ",
-            f"an identical run that began after this request was sent has served it "
-            f"(id {winner} ")), (number, skips[loser])
+        assert skips[loser].reason in ("peer_ranks_first", "covered"), (number, skips[loser])
+        assert skips[loser].blocker and skips[loser].blocker.task_id == winner, (
+            number, skips[loser])
         states = {i: AsyncResult(i, app=cluster.app).state for i in (winner, loser)}
         assert states == {winner: "SUCCESS", loser: "SKIPPED"}, (number, states)
     assert len(runs) == ROUNDS, runs

@@ -15,7 +15,6 @@ import time
 
 import pytest
 
-from tests.integration import beatlog
 from tests.integration.harness import wait_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -36,7 +35,7 @@ def test_killing_the_worker_mid_body_does_not_leave_the_entry_stuck(make_cluster
     wait_until(lambda: cluster.runs("long"), 40, what="the first run to start")
     first = cluster.runs("long")[0]
     assert first.worker == cluster.hostname("w1")
-    wait_until(lambda: beatlog.skipped(beat.text(), "long"), 20, what="beat to skip it")
+    wait_until(lambda: beat.skipped("long"), 20, what="beat to skip it")
 
     # a second worker is up, then the one running the body dies without warning
     cluster.start_worker("w2", concurrency=1)
@@ -45,13 +44,14 @@ def test_killing_the_worker_mid_body_does_not_leave_the_entry_stuck(make_cluster
     victim.popen.wait(timeout=10)
 
     def emitted_after_kill():
-        return [e for e in beatlog.emitted(beat.text(), "long") if e.at > killed_at]
+        return [e for e in beat.emitted("long") if e.at > killed_at]
     wait_until(emitted_after_kill, 60, interval=0.2, what="an emission after the kill")
     delay = emitted_after_kill()[0].at - killed_at
     with capsys.disabled():
         print(f"\n[fault] on_unknown={on_unknown}: kill -9 of the worker -> next emission "
               f"after {delay:.1f}s "
-              f"({cluster.broker_url.split(':')[0]}): {emitted_after_kill()[0].why}")
+              f"({cluster.broker_url.split(':')[0]}): {emitted_after_kill()[0].reason} "
+              f"({emitted_after_kill()[0].detail})")
     # emit: one beat interval plus one read timeout; skip: plus the worker expiry
     assert delay < (6 if on_unknown == "emit" else 15), delay
 
@@ -64,8 +64,9 @@ def test_killing_the_worker_mid_body_does_not_leave_the_entry_stuck(make_cluster
     # slot, so a second copy would sit prefetched behind the 60 s body, unseen by
     # any overlap check: count what beat sent instead.)
     def skipped_for_second():
-        return [e for e in beatlog.skipped(beat.text(), "long")
-                if e.at > emitted_after_kill()[0].at and second.id in e.why]
+        return [e for e in beat.skipped("long")
+                if e.at > emitted_after_kill()[0].at and e.blocker
+                and e.blocker.task_id == second.id]
     wait_until(skipped_for_second, 20, interval=0.2, what="beat to skip for the new run")
     after_kill = emitted_after_kill()
     assert [e.task_id for e in after_kill] == [second.id], after_kill

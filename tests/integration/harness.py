@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ccs_beat.events import BeatAction, DecisionEvent
+from ccs_beat.reporting import read_events
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -40,9 +43,26 @@ class Proc:
     name: str
     popen: subprocess.Popen
     log: Path
+    #: the process's decision events (``ccs_beat_event_log``), one JSON line each
+    event_log: Path | None = None
 
     def text(self) -> str:
+        """The process's log, for failure messages: tests read decisions from
+        :meth:`decisions`, never from log wording."""
         return self.log.read_text(encoding="utf-8", errors="replace") if self.log.exists() else ""
+
+    def decisions(self, entry: str | None = None) -> list[DecisionEvent]:
+        """Every decision this process reported, oldest first (of ``entry``
+        only, if given; a guard's carry no entry)."""
+        if self.event_log is None:
+            return []
+        return [e for e in read_events(self.event_log) if entry is None or e.entry == entry]
+
+    def emitted(self, entry: str | None = None) -> list[DecisionEvent]:
+        return [e for e in self.decisions(entry) if e.action == BeatAction.EMIT]
+
+    def skipped(self, entry: str | None = None) -> list[DecisionEvent]:
+        return [e for e in self.decisions(entry) if e.action == BeatAction.SKIP]
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -122,13 +142,15 @@ class Cluster:
 
     def _spawn(self, name: str, args: list[str], **env: str) -> Proc:
         log = self.dir / f"{name}.log"
+        events = self.dir / f"{name}.events.jsonl"
+        env.setdefault("CCS_TEST_EVENT_LOG", str(events))
         fh = open(log, "ab")  # noqa: SIM115 - closed when the process is reaped
         popen = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", self.app_module, *args],
             cwd=self.dir, env=self.env(**env), stdout=fh, stderr=subprocess.STDOUT,
             start_new_session=True)
         fh.close()
-        proc = Proc(name, popen, log)
+        proc = Proc(name, popen, log, Path(env["CCS_TEST_EVENT_LOG"]))
         self.procs.append(proc)
         return proc
 

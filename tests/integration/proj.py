@@ -52,7 +52,7 @@ if os.environ.get("CCS_TEST_LEGACY_WORKER"):
     # Simulate a worker without ccs_beat: forget the inspect command.
     from celery.worker.control import Panel
 
-    from ccs_beat.cluster import COMMAND
+    from ccs_beat.replies import COMMAND
 
     Panel.data.pop(COMMAND, None)
     Panel.meta.pop(COMMAND, None)
@@ -72,6 +72,8 @@ def make_app(env: dict[str, str]) -> Celery:
         "beat_schedule": json.loads(env.get("CCS_TEST_SCHEDULE") or "{}"),
         "result_expires": None,
         "worker_hijack_root_logger": True,
+        # each process writes its decisions here; tests read them back, never log text
+        "ccs_beat_event_log": env.get("CCS_TEST_EVENT_LOG") or None,
     }
     if broker.startswith("filesystem"):
         folders = {name: os.path.join(run_dir, "broker", name)

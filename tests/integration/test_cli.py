@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-from tests.integration import beatlog
 from tests.integration.harness import wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -28,7 +27,7 @@ def test_beat_accepts_the_short_scheduler_alias_ccs(make_cluster):
     cluster = make_cluster(schedule={"job": {"task": "tests.sleep", "schedule": 1.0,
                                              "args": [0.1]}})
     beat = cluster.start_beat(scheduler="ccs")
-    wait_until(lambda: beatlog.emitted(beat.text(), "job"), 30, what="an emission")
+    wait_until(lambda: beat.emitted("job"), 30, what="an emission")
     cluster.stop(beat)
 
     assert "ccs_beat.scheduler.SingletonScheduler" in beat.text()

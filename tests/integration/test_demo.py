@@ -7,10 +7,11 @@ against the evidence it leaves behind, not only against its own summary:
 
 * both periodic tasks ran, and no two bodies of the same task overlapped --
   recomputed here from ``runs.jsonl``, the start and end each body records;
-* beat skipped due runs while a copy was running (its log says so);
+* beat skipped due runs while a copy was running (its decision events say
+  so: ``decisions.jsonl``, the ``ccs_beat_event_log`` setting);
 * the operator's manual ``users.update_all.delay()`` was turned away by the
-  worker guard (a worker log says so, naming the run it yielded to) and never
-  ran a body.
+  worker guard (a guard decision event says so, naming the run it yielded to)
+  and never ran a body.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+from ccs_beat.events import Blocked, DecisionEvent
+from ccs_beat.reporting import read_events
 from tests.integration.harness import REPO
 
 #: a --quick run takes about 30 s here; the rest is headroom for a loaded machine
@@ -69,6 +72,11 @@ def kill_leftovers(run_dir: Path) -> None:
             os.killpg(int(line.split()[0]), signal.SIGKILL)
 
 
+def log_tail(path: Path) -> str:
+    """The end of a process's log, for a failure message (not parsed)."""
+    return path.read_text(encoding="utf-8", errors="replace")[-3000:] if path.exists() else ""
+
+
 def bodies(run_dir: Path) -> dict[str, dict]:
     """Every task body from runs.jsonl: id -> {task, worker, start, end}."""
     runs: dict[str, dict] = {}
@@ -106,10 +114,10 @@ def test_quick_demo_runs_both_tasks_once_at_a_time_and_the_guard_turns_the_dupli
         assert row["runs"] == len(mine) and row["overlaps"] == 0 and row["failed"] == 0, row
 
     # beat skipped due runs, naming the running copy
-    beat_log = (run_dir / "beat.log").read_text(encoding="utf-8")
-    skips = re.findall(r"ccs_beat: skipped '[^']+' \(([\w.]+)\): identical task in the cluster",
-                       beat_log)
-    assert skips, beat_log[-3000:]
+    decisions = list(read_events(run_dir / "decisions.jsonl"))
+    skips = [e for e in decisions if e.source == "beat" and e.action == "skip"
+             and e.reason == "identical_in_cluster" and e.blocker is not None]
+    assert skips, log_tail(run_dir / "beat.log")
     assert sum(row["beat_skips"] for row in summary["tasks"].values()) == len(skips)
 
     # the operator's duplicate: sent while a run was going, turned away by the guard
@@ -119,12 +127,12 @@ def test_quick_demo_runs_both_tasks_once_at_a_time_and_the_guard_turns_the_dupli
     assert dup and winner and dup != winner
     assert dup not in runs, "the turned-away duplicate ran its body"
     assert winner in runs
-    worker_logs = "".join((run_dir / f"{w}.log").read_text(encoding="utf-8")
-                          for w in ("w1", "w2"))
-    line = re.search(rf"ccs_beat guard: skipped duplicate users\.update_all\[{dup}\]: "
-                     rf"an identical task is already running \(id {winner} on w[12]@ccs-demo",
-                     worker_logs)
-    assert line, worker_logs[-4000:]
+    aside = [e for e in decisions if e.source == "guard" and e.action == "step_aside"
+             and e.task == "users.update_all" and e.task_id == dup]
+    assert aside, [e for e in decisions if e.source == "guard"]
+    assert aside[0].reason == "peer_running", aside[0]
+    assert aside[0].blocker is not None and aside[0].blocker.task_id == winner, aside[0]
+    assert aside[0].blocker.worker in ("w1@ccs-demo", "w2@ccs-demo"), aside[0]
     assert re.search(rf"GUARD   users\.update_all\s+{dup[:8]} stepped aside", out), out
 
 
@@ -141,30 +149,36 @@ def load_timeline() -> ModuleType:
     return module
 
 
-def test_the_timeline_reads_ccs_beat_log_lines_and_measures_overlaps() -> None:
-    """Fast: the demo parses ccs_beat's log wording; a change there shows up here."""
+def test_the_timeline_reads_ccs_beat_decision_events_and_measures_overlaps() -> None:
+    """Fast: the demo turns ccs_beat's decision events into timeline lines."""
     timeline = load_timeline()
-    Run, overlapping, parse_log_line = timeline.Run, timeline.overlapping, timeline.parse_log_line
+    Run, overlapping = timeline.Run, timeline.overlapping
+    decision_event, parse_log_line = timeline.decision_event, timeline.parse_log_line
 
     a, b = "9449d79c-6fc7-45a3-bfac-4f3ef472f1c4", "1154278f-c3ab-4085-a5f9-1eef86a32cf9"
-    ts = "[2026-11-25 20:22:30,123: INFO/MainProcess] "
-    emitted = parse_log_line(
-        f"{ts}ccs_beat: emitted 'daily user update' (users.update_all) as {a}: "
-        "no identical task queued or running, expires in 3.6s", "beat")
-    assert emitted is not None and (emitted.what, emitted.task, emitted.task_id) == (
-        "EMIT", "users.update_all", a)
+    at = 1_800_000_000.0
+    emitted = decision_event(DecisionEvent(
+        source="beat", action="emit", reason="nothing_identical",
+        detail="no identical task queued or running", at=at, task="users.update_all",
+        task_id=a, entry="daily user update", expires_in=3.6))
+    assert (emitted.what, emitted.task, emitted.task_id, emitted.t) == (
+        "EMIT", "users.update_all", a, at)
     assert emitted.detail == "9449d79c: no identical task queued or running, expires in 3.6s"
-    skipped = parse_log_line(
-        f"{ts}ccs_beat: skipped 'daily user update' (users.update_all): identical task in "
-        f"the cluster (id {a}, active on w1@ccs-demo, age 4.0s) [overlap=skip]", "beat")
-    assert skipped is not None and skipped.what == "skip"
+    skipped = decision_event(DecisionEvent(
+        source="beat", action="skip", reason="identical_in_cluster",
+        detail="identical task in the cluster", at=at, task="users.update_all",
+        entry="daily user update", overlap="skip",
+        blocker=Blocked(task_id=a, state="active", worker="w1@ccs-demo", age=4.0)))
+    assert skipped.what == "skip"
     assert skipped.detail == "identical task in the cluster (id 9449d79c, active on w1, age 4.0s)"
-    guard = parse_log_line(
-        "[2026-11-25 20:22:34,601: INFO/ForkPoolWorker-3] ccs_beat guard: skipped duplicate "
-        f"users.update_all[{b}]: an identical task is already running (id {a} on w1@ccs-demo, "
-        "age 6.7s) (decided in 4.02s)", "w2")
-    assert guard is not None and (guard.what, guard.task_id) == ("GUARD", b)
+    guard = decision_event(DecisionEvent(
+        source="guard", action="step_aside", reason="peer_running",
+        detail=f"an identical task is already running (id {a} on w1@ccs-demo, age 6.7s)",
+        at=at, task="users.update_all", task_id=b, worker="w2@ccs-demo", took=4.02,
+        blocker=Blocked(task_id=a, state="active", worker="w1@ccs-demo", age=6.7)))
+    assert (guard.what, guard.task_id, guard.who) == ("GUARD", b, "w2")
     assert "(id 9449d79c on w1, age 6.7s)" in guard.detail
+    ts = "[2026-11-25 20:22:30,123: INFO/MainProcess] "
     assert parse_log_line(f"{ts}Task users.update_all[{a}] received", "w1") is None
 
     def run(i: str, start: float, end: float | None) -> Run:

@@ -25,7 +25,6 @@ from tests.dj.pg import (
     migrate,
     require_postgres,
 )
-from tests.integration import beatlog
 from tests.integration.harness import REPO, Cluster, assert_no_overlap, wait_until
 
 SCHEDULER = "ccs_beat.contrib.django.schedulers:SingletonDatabaseScheduler"
@@ -95,15 +94,15 @@ def test_a_one_off_whose_first_run_is_buffered_runs_exactly_once(django_cluster)
     wait_until(lambda: cluster.runs("blocker"), 20, what="the blocker to start")
     beat = cluster.start_beat(scheduler=SCHEDULER)
 
-    wait_until(lambda: beatlog.skipped(beat.text(), "once"), 20,
+    wait_until(lambda: beat.skipped("once"), 20,
                what="the one-off's first due run to be skipped and buffered")
     wait_until(lambda: cluster.finished_runs("once"), 30, what="the buffered run to finish")
     # well past several more periods of the interval: no second run, no new skip
     wait_until(lambda: dj.row("once")[0] is False, 20, what="the one-off to be disabled")
-    skips = len(beatlog.skipped(beat.text(), "once"))
+    skips = len(beat.skipped("once"))
     time.sleep(8)   # four more periods of the interval
     assert len(cluster.runs("once")) == 1, cluster.runs("once")
-    assert len(beatlog.skipped(beat.text(), "once")) == skips
+    assert len(beat.skipped("once")) == skips
     assert_no_overlap(cluster.runs())
     cluster.stop(beat, sig=signal.SIGTERM)
     # disabled after its one run (django-celery-beat resets the count as it disables it)
@@ -135,7 +134,7 @@ def test_a_skipped_clocked_one_off_runs_once_its_blocker_ends(django_cluster):
     wait_until(lambda: cluster.runs("blocker"), 20, what="the blocker to start")
     beat = cluster.start_beat(scheduler=SCHEDULER)
 
-    wait_until(lambda: beatlog.skipped(beat.text(), "at six"), 30,
+    wait_until(lambda: beat.skipped("at six"), 30,
                what="the one-off's due run to be skipped")
     wait_until(lambda: cluster.finished_runs("at six"), 40,
                what="the one-off to run once the blocker ended")
@@ -171,7 +170,7 @@ def test_a_row_whose_arguments_cannot_be_keyed_leaves_only_itself_out(django_clu
     assert beat.alive()
     assert "periodic task 'nan-args'" in beat.text()
     assert "arguments cannot be keyed" in beat.text()
-    assert not beatlog.emitted(beat.text(), "nan-args")
+    assert not beat.emitted("nan-args")
 
 
 TWO_ENTRIES = """
@@ -200,9 +199,9 @@ def test_a_buffered_run_does_not_make_other_entries_due_again(django_cluster):
     cluster.start_worker("w1", concurrency=2)
     beat = cluster.start_beat(scheduler=SCHEDULER)
 
-    wait_until(lambda: sum(e.buffered for e in beatlog.emitted(beat.text(), "a")) >= 2, 40,
+    wait_until(lambda: sum(e.buffered for e in beat.emitted("a")) >= 2, 40,
                what="two buffered runs of 'a'")
     time.sleep(1.0)
     assert len(cluster.runs("b")) == 1, (cluster.runs("b"), beat.text()[-3000:])
-    assert len(beatlog.emitted(beat.text(), "b")) <= 1
+    assert len(beat.emitted("b")) <= 1
     assert_no_overlap(cluster.runs("a"))

@@ -4,18 +4,18 @@ the same moment from different processes, exactly one body runs.
 Four prefork workers (concurrency 2) share the queue. Each burst is three
 copies of ``tests.guarded`` with the same arguments, sent at the same agreed
 instant by three publisher processes (``delay``, ``apply_async`` and
-``send_task`` by name). The body records its start and end; the guard logs
-every duplicate it turns away.
+``send_task`` by name). The body records its start and end; the guard reports
+every duplicate it turns away as a decision event (``Proc.decisions``).
 """
 
 from __future__ import annotations
 
 import collections
-import re
 import time
 
 from celery.result import AsyncResult
 
+from ccs_beat.events import DecisionEvent
 from tests.conftest import BROKERS, require_broker
 from tests.integration.harness import Cluster, assert_no_overlap, wait_until
 
@@ -41,15 +41,15 @@ PLAN = {
 CONCURRENCY = {"redis": 2, "amqp": 2, "filesystem": 4}
 COPIES = 3
 
-SKIP_LINE = re.compile(r"ccs_beat guard: skipped duplicate tests\.guarded\[(?P<id>[^\]]+)\]: "
-                       r"(?P<why>.*) \(decided in (?P<took>[0-9.]+)s\)")
 
-
-def skipped_lines(cluster, workers) -> dict[str, str]:
+def step_asides(cluster, workers) -> dict[str, DecisionEvent]:
+    """Turned-away duplicates: task id -> the guard's step-aside decision."""
     found = {}
     for proc in workers:
-        for match in SKIP_LINE.finditer(proc.text()):
-            found[match["id"]] = (match["why"], float(match["took"]))
+        for event in proc.decisions():
+            if (event.source, event.action, event.task) == ("guard", "step_aside",
+                                                            "tests.guarded"):
+                found[event.task_id] = event
     return found
 
 
@@ -66,13 +66,13 @@ def test_exactly_one_of_three_identical_guarded_tasks_runs_in_every_burst(make_c
 
     def settled() -> bool:
         return (len(cluster.finished_runs()) >= bursts
-                and len(skipped_lines(cluster, workers)) >= (COPIES - 1) * bursts)
+                and len(step_asides(cluster, workers)) >= (COPIES - 1) * bursts)
     try:
         wait_until(settled, 60, interval=0.5, what="every burst to run once and skip the rest")
     except AssertionError as exc:
         raise AssertionError(
             f"{exc}: {len(cluster.finished_runs())} finished runs, "
-            f"{len(skipped_lines(cluster, workers))} skips for {bursts} bursts; "
+            f"{len(step_asides(cluster, workers))} skips for {bursts} bursts; "
             f"last worker log:\n{workers[0].text()[-4000:]}") from None
 
     runs = cluster.runs()
@@ -91,11 +91,11 @@ def test_exactly_one_of_three_identical_guarded_tasks_runs_in_every_burst(make_c
         assert rs[0].id in sent[tag]
         assert rs[0].stamp and rs[0].stamp.get("key") and rs[0].stamp.get("sent_at"), rs[0]
 
-    skipped = skipped_lines(cluster, workers)
+    skipped = step_asides(cluster, workers)
     # a duplicate steps aside within D + T (plus scheduling slack on two CPUs)
     bound = (settings.get("ccs_beat_guard_delay", 1.5) + settings.get("ccs_beat_guard_timeout", 1.0)
              + 0.5)
-    slow = {i: took for i, (_, took) in skipped.items() if took > bound}
+    slow = {i: e.took for i, e in skipped.items() if e.took is None or e.took > bound}
     assert not slow, f"duplicates that took longer than {bound:g}s to step aside: {slow}"
     winners = {rs[0].id for rs in by_burst.values()}
     losers = {i for ids in sent.values() for i in ids} - winners
@@ -103,7 +103,8 @@ def test_exactly_one_of_three_identical_guarded_tasks_runs_in_every_burst(make_c
     for tag, ids in sent.items():
         winner = by_burst[tag][0].id
         for loser in ids - {winner}:
-            assert winner in skipped[loser][0], (tag, loser, skipped[loser])
+            assert skipped[loser].blocker and skipped[loser].blocker.task_id == winner, (
+                tag, loser, skipped[loser])
 
     if backend:
         for tag, ids in sent.items():
@@ -150,7 +151,7 @@ def _run_duplicate_chains(cluster) -> None:
 
     results = [chain(), chain()]   # this process does not know the task: clock-only stamp
     wait_until(lambda: len(cluster.finished_runs("after")) >= 1
-               and len(skipped_lines(cluster, workers)) >= 1, 30,
+               and len(step_asides(cluster, workers)) >= 1, 30,
                what="one chain to finish and the other to stop")
     time.sleep(1.0)   # room for a wrongly continued chain to show up
 

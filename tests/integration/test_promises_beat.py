@@ -12,13 +12,12 @@
 
 Real ``celery worker`` / ``celery beat`` processes (tests/integration/harness.py)
 on real brokers; task bodies record their own start and end, beat's decisions
-are read back from its log.
+are read back from its decision events (``Proc.decisions``).
 """
 
 from __future__ import annotations
 
 import itertools
-import re
 import time
 import uuid
 
@@ -26,8 +25,9 @@ import pytest
 
 from ccs_beat.cluster import ClusterReader
 from ccs_beat.control import STAMP_HEADER, make_stamp
+from ccs_beat.events import DecisionEvent
+from ccs_beat.reporting import read_events
 from tests.conftest import require_broker
-from tests.integration import beatlog
 from tests.integration.harness import Cluster, assert_no_overlap, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -56,17 +56,17 @@ def test_a_finished_emission_stops_blocking_before_its_expiry_with_a_result_back
         cluster.start_worker("w1")
         beat = cluster.start_beat()
 
-        def stale_skips() -> list[tuple[beatlog.Event, str]]:
+        def stale_skips() -> list[tuple[DecisionEvent, str]]:
             """Skips blamed on an emission whose body had already finished."""
             ended = {r.id: r.end for r in cluster.finished_runs("quick")}
             found = []
-            for skip in beatlog.skipped(beat.text(), "quick"):
-                for task_id, end in ended.items():
-                    if task_id in skip.why and end < skip.at - 0.3:
-                        found.append((skip, task_id))
+            for skip in beat.skipped("quick"):
+                task_id = skip.blocker.task_id if skip.blocker else None
+                if task_id in ended and ended[task_id] < skip.at - 0.3:
+                    found.append((skip, task_id))
             return found
 
-        wait_until(lambda: len(beatlog.emitted(beat.text(), "quick")) >= 6 or stale_skips(),
+        wait_until(lambda: len(beat.emitted("quick")) >= 6 or stale_skips(),
                    30, what="six emissions (or a skip blamed on a finished run)")
         cluster.stop(beat)
 
@@ -74,9 +74,9 @@ def test_a_finished_emission_stops_blocking_before_its_expiry_with_a_result_back
         assert not stale, (
             "beat skipped because of an emission that had already finished (its result "
             "was ready in the backend): "
-            + "; ".join(f"{s.why} [run {i} had ended]" for s, i in stale[:3]))
-        emitted = beatlog.emitted(beat.text(), "quick")
-        assert len(emitted) >= 6, [e.why for e in beatlog.events(beat.text(), "quick")]
+            + "; ".join(f"{s.reason} ({s.detail}) [run {i} had ended]" for s, i in stale[:3]))
+        emitted = beat.emitted("quick")
+        assert len(emitted) >= 6, [(e.action, e.reason) for e in beat.decisions("quick")]
         # about once per period: after the first (slow) read, no gap of two periods
         gaps = [b.at - a.at for a, b in itertools.pairwise(emitted[1:])]
         assert max(gaps) < 2.5, gaps
@@ -89,8 +89,8 @@ def test_a_finished_emission_stops_blocking_before_its_expiry_with_a_result_back
         for before, after in itertools.pairwise(emitted):
             assert ends[before.task_id] <= after.at, (before, after)
         # and each was sent with the 60 s expiry, far from over when the next went
-        expiries = [float(re.search(r"expires in ([0-9.]+)s", e.why)[1]) for e in emitted]
-        assert all(x > 55 for x in expiries), expiries
+        expiries = [e.expires_in for e in emitted]
+        assert all(x is not None and x > 55 for x in expiries), expiries
     finally:
         forget_results(cluster)
         cluster.close()
@@ -98,12 +98,10 @@ def test_a_finished_emission_stops_blocking_before_its_expiry_with_a_result_back
 
 def forget_results(cluster: Cluster) -> None:
     """Delete the results the emissions left in the backend (result_expires is off)."""
-    log = cluster.dir / "beat.log"
-    if not log.exists():
-        return
     from celery.result import AsyncResult
-    for event in beatlog.emitted(log.read_text(encoding="utf-8", errors="replace")):
-        AsyncResult(event.task_id, app=cluster.app).forget()
+    for event in read_events(cluster.dir / "beat.events.jsonl"):
+        if event.action == "emit" and event.task_id:
+            AsyncResult(event.task_id, app=cluster.app).forget()
 
 
 # -- 2. reserved and scheduled requests are in the reply ----------------------------------
@@ -201,21 +199,22 @@ def test_buffer_one_remembers_one_missed_run_however_many_due_times_a_blocker_ou
         time.sleep(0.5)
         cluster.stop(beat)
         runs = cluster.runs("buffered")
-        events = beatlog.events(beat.text(), "buffered")
+        events = beat.decisions("buffered")
 
         assert_no_overlap(runs)
-        emitted = [e for e in events if e.kind == "emitted"]
+        emitted = [e for e in events if e.action == "emit"]
         assert [e.task_id for e in emitted] == [r.id for r in runs], (
             "every emission is one run, in order: "
             f"{[(e.task_id, e.buffered) for e in emitted]} vs {[r.id for r in runs]}")
         for before, after in itertools.pairwise(runs):
             assert before.end is not None
             during = [e for e in events if before.start < e.at < before.end - 0.05]
-            skips = [e for e in during if e.kind == "skipped"]
-            sent = [e for e in during if e.kind == "emitted"]
+            skips = [e for e in during if e.action == "skip"]
+            sent = [e for e in during if e.action == "emit"]
             assert not sent, f"sent while the blocker {before.id} ran: {sent}"
             assert len(skips) >= 2, f"expected several skipped due times during {before.id}"
-            assert all("one run buffered" in s.why for s in skips), [s.why for s in skips]
+            # each remembers the missed run (the "one run buffered" of its log line)
+            assert all(s.buffered and s.overlap == "buffer_one" for s in skips), skips
             # between this run's end and the next run's end: exactly one emission,
             # the buffered run, sent at once
             after_end = after.end if after.end is not None else time.time()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 import uuid
 from pathlib import Path
@@ -54,9 +53,6 @@ app.task_cls = "ccs_beat:SingletonTask"    # what Celery(..., task_cls=...) sets
 def by_task_cls(self, seconds, tag="default"):
     return proj._body(self, seconds, tag)
 '''
-
-GUARD_LINE = re.compile(r"ccs_beat guard: (?P<what>running|skipped duplicate) "
-                        r"tests\.by_task_cls\[(?P<id>[^\]]+)\]")
 
 
 def task_cls_cluster(tmp_path: Path, redis_url: str) -> Cluster:
@@ -111,8 +107,9 @@ def test_a_task_cls_singleton_task_is_guarded_by_beats_stamp_and_only_by_it(tmp_
         result = AsyncResult(loser, app=app)
         assert result.state == "SKIPPED"
         assert result.info["winner"] == winner
-        decisions = {m["id"]: m["what"] for m in GUARD_LINE.finditer(worker.text())}
-        assert decisions.get(winner) == "running" and decisions.get(loser) == "skipped duplicate"
+        decisions = {e.task_id: e.action for e in worker.decisions()
+                     if e.source == "guard" and e.task == "tests.by_task_cls"}
+        assert decisions.get(winner) == "run" and decisions.get(loser) == "step_aside", decisions
 
         # without it: both bodies ran, at the same time, and no guard decided
         both = cluster.runs("plain")

@@ -14,7 +14,6 @@ import time
 import pytest
 
 from tests.conftest import require_broker
-from tests.integration import beatlog
 from tests.integration.harness import Cluster, wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -31,7 +30,7 @@ def test_an_emission_waiting_for_its_rate_limit_is_not_taken_for_finished(tmp_pa
         wait_until(lambda: cluster.runs("rl"), 30, what="the first run")
         time.sleep(12)        # well inside the 30 s the bucket holds the 2nd emission
         cluster.stop(beat)
-        sent = beatlog.emitted(beat.text(), "rl")
+        sent = beat.emitted("rl")
         ran = {r.id for r in cluster.runs("rl")}
         waiting = [e.task_id for e in sent if e.task_id not in ran]
         # never two: at most one emission may wait unrun at a time

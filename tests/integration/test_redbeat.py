@@ -17,7 +17,6 @@ import pytest
 import redis
 
 from tests.conftest import REDBEAT_DB
-from tests.integration import beatlog
 from tests.integration.harness import assert_no_overlap, wait_until
 
 SCHEDULER = "ccs_beat.contrib.redbeat:SingletonRedBeatScheduler"
@@ -50,16 +49,16 @@ def test_a_long_task_due_every_second_never_overlaps(redbeat_cluster):
     wait_until(lambda: len(cluster.finished_runs("long")) >= 3, 45,
                what="three finished runs")
     assert_no_overlap(cluster.runs("long"))
-    skips = beatlog.skipped(beat.text(), "long")
-    assert skips and "identical task in the cluster" in skips[0].why
+    skips = beat.skipped("long")
+    assert skips and skips[0].reason == "identical_in_cluster", skips[:1]
 
     # a skipped run advances the entry in Redis as redbeat does, without counting:
     # stop beat right after a skip, then read the entry's meta
-    wait_until(lambda: beatlog.events(beat.text(), "long")[-1].kind == "skipped", 20,
+    wait_until(lambda: beat.decisions("long")[-1].action == "skip", 20,
                what="a skip to be the last decision")
     cluster.stop(beat)
-    events = beatlog.events(beat.text(), "long")
-    sent = [e for e in events if e.kind == "emitted"]
+    events = beat.decisions("long")
+    sent = [e for e in events if e.action == "emit"]
     state = meta(cluster, "long")
     assert state["total_run_count"] == len(sent), (state, len(sent))
     assert decode_time(state["last_run_at"]) >= events[-1].at - 0.5
@@ -92,8 +91,8 @@ def test_an_entry_added_at_run_time_with_singleton_is_honoured(redbeat_cluster):
     wait_until(lambda: len(cluster.finished_runs("added")) >= 3, 45,
                what="three finished runs of the entry added at run time")
     assert_no_overlap(cluster.runs("added"))
-    skips = beatlog.skipped(beat.text(), "added")
-    assert skips and "[overlap=skip]" in beat.text()
+    skips = beat.skipped("added")
+    assert skips and all(s.overlap == "skip" for s in skips), skips
 
 
 def test_a_garbage_singleton_option_is_reported_naming_the_entry(redbeat_cluster):
@@ -145,13 +144,14 @@ def test_the_beat_that_takes_over_the_lock_does_not_emit_a_duplicate(redbeat_clu
     wait_until(lambda: "beat: Acquired lock" in second.text(), 30,
                what="beat-b to take the lock over")
     # while the first run goes on, beat-b decides and skips
-    wait_until(lambda: beatlog.skipped(second.text(), "long"), 20,
+    wait_until(lambda: second.skipped("long"), 20,
                what="beat-b to skip the running entry")
-    assert first_run.id in beatlog.skipped(second.text(), "long")[0].why
-    assert not beatlog.emitted(second.text(), "long") or \
-        beatlog.emitted(second.text(), "long")[0].at >= first_run.start + 10.0 - 0.5
+    first_skip = second.skipped("long")[0]
+    assert first_skip.blocker and first_skip.blocker.task_id == first_run.id, first_skip
+    assert not second.emitted("long") or \
+        second.emitted("long")[0].at >= first_run.start + 10.0 - 0.5
     # once it has ended, beat-b emits the next run, and nothing overlapped
-    wait_until(lambda: beatlog.emitted(second.text(), "long"), 30,
+    wait_until(lambda: second.emitted("long"), 30,
                what="beat-b to emit after the first run ended")
     wait_until(lambda: len(cluster.runs("long")) >= 2, 30, what="the second run")
     assert_no_overlap(cluster.runs("long"))
@@ -164,8 +164,8 @@ def test_the_ledger_in_redis_hands_a_queued_emission_over_to_the_next_beat(redbe
     cluster.schedule = {"long": long_entry(cluster, seconds=2.0,
                                            option={"overlap": "skip", "expires": 60})}
     first = cluster.start_beat("beat-a", scheduler=SCHEDULER)
-    wait_until(lambda: beatlog.emitted(first.text(), "long"), 30, what="beat-a to emit")
-    queued_id = beatlog.emitted(first.text(), "long")[0].task_id
+    wait_until(lambda: first.emitted("long"), 30, what="beat-a to emit")
+    queued_id = first.emitted("long")[0].task_id
     first.popen.send_signal(signal.SIGKILL)
     first.popen.wait(timeout=10)
     # the id is in Redis: in the ledger, or still in its write-ahead journal
@@ -176,11 +176,12 @@ def test_the_ledger_in_redis_hands_a_queued_emission_over_to_the_next_beat(redbe
     assert any(queued_id.encode() in raw for raw in stored)
 
     second = cluster.start_beat("beat-b", scheduler=SCHEDULER)
-    wait_until(lambda: beatlog.skipped(second.text(), "long"), 30,
+    wait_until(lambda: second.skipped("long"), 30,
                what="beat-b to skip because of beat-a's queued emission")
-    skip = beatlog.skipped(second.text(), "long")[0]
-    assert "not picked up by any worker yet" in skip.why and queued_id in skip.why
-    assert not beatlog.emitted(second.text(), "long")
+    skip = second.skipped("long")[0]
+    assert skip.reason == "previous_queued", skip
+    assert skip.blocker and skip.blocker.task_id == queued_id, skip
+    assert not second.emitted("long")
     # `celery ccs status` finds the same ledger in Redis
     status = subprocess.run(
         [sys.executable, "-m", "celery", "-A", "tests.integration.proj", "ccs", "status",
@@ -218,11 +219,11 @@ def test_one_tick_reads_the_cluster_once_however_many_entries_are_due(redbeat_cl
     beat = SingletonRedBeatScheduler(app=app, max_interval=1)
     try:
         beat.tick()
-        assert beat.ccs.reader.reads == 1
-        assert len(beat.ccs.ledger.entries) == 200     # every due entry was emitted
+        assert beat.ccs_coordinator.reader.reads == 1
+        assert len(beat.ccs_coordinator.ledger.entries) == 200     # every due entry was emitted
         # the next tick finds nothing due: no read at all
         beat.tick()
-        assert beat.ccs.reader.reads == 1
+        assert beat.ccs_coordinator.reader.reads == 1
     finally:
         beat.close()
 
@@ -258,10 +259,10 @@ def test_a_buffered_run_counts_as_a_run_in_redis(redbeat_cluster):
     start_workers(cluster, count=1)
     beat = cluster.start_beat(scheduler=SCHEDULER)
 
-    wait_until(lambda: any(e.buffered for e in beatlog.emitted(beat.text(), "long")), 30,
+    wait_until(lambda: any(e.buffered for e in beat.emitted("long")), 30,
                what="a buffered run")
     cluster.stop(beat)
-    sent = beatlog.emitted(beat.text(), "long")
+    sent = beat.emitted("long")
     state = meta(cluster, "long")
     assert state["total_run_count"] == len(sent), (state, len(sent))
     assert decode_time(state["last_run_at"]) >= sent[-1].at - 0.5

@@ -28,7 +28,6 @@ from redbeat.schedulers import acquire_distributed_beat_lock
 from ccs_beat.contrib.redbeat import SingletonRedBeatScheduler
 from ccs_beat.signals import entry_emitted, entry_skipped
 from tests.conftest import REDBEAT_DB
-from tests.integration import beatlog
 from tests.integration.harness import wait_until
 
 pytestmark = pytest.mark.timeout(120)
@@ -65,25 +64,25 @@ def test_a_standby_that_read_the_ledger_before_the_live_beat_emitted_skips_after
     assert "Acquired lock" not in second.text()
 
     save_entry(cluster, "long")
-    wait_until(lambda: beatlog.emitted(first.text(), "long"), 30, what="beat-a to emit")
-    queued_id = beatlog.emitted(first.text(), "long")[0].task_id
+    wait_until(lambda: first.emitted("long"), 30, what="beat-a to emit")
+    queued_id = first.emitted("long")[0].task_id
     first.popen.send_signal(signal.SIGKILL)
     first.popen.wait(timeout=10)
 
     wait_until(lambda: "beat: Acquired lock" in second.text(), 30,
                what="beat-b to take the lock over")
-    wait_until(lambda: beatlog.events(second.text(), "long"), 20,
+    wait_until(lambda: second.decisions("long"), 20,
                what="beat-b to decide the entry")
     time.sleep(1.5)   # a few more due times
     cluster.stop(second)
 
-    sent = beatlog.emitted(second.text(), "long")
+    sent = second.emitted("long")
     assert not sent, (f"beat-b sent {[e.task_id for e in sent]} although beat-a's "
-                      f"{queued_id} was still queued: {sent[0].why}")
-    skips = beatlog.skipped(second.text(), "long")
-    assert skips and all(queued_id in s.why for s in skips), [s.why for s in skips]
-    assert "not picked up by any worker yet" in skips[0].why
-    assert len(beatlog.emitted(first.text(), "long")) == 1
+                      f"{queued_id} was still queued: {sent[0].reason} ({sent[0].detail})")
+    skips = second.skipped("long")
+    assert skips and all(s.blocker and s.blocker.task_id == queued_id for s in skips), skips
+    assert skips[0].reason == "previous_queued", skips[0]
+    assert len(first.emitted("long")) == 1
 
 
 # -- the scheduler class in this process, with redbeat's own lock --------------------------
@@ -128,7 +127,7 @@ def test_a_standby_created_before_the_emission_reloads_the_ledger_when_it_gets_t
     entry_skipped.connect(on_skip, weak=False)
     entry_emitted.connect(on_emit, weak=False)
     try:
-        assert not standby.ccs.ledger.entries           # its start-up read: nothing yet
+        assert not standby.ccs_coordinator.ledger.entries           # its start-up read: nothing yet
         tick_until(live, lambda: published)
         (queued_id,) = published
         # the live beat dies holding the lock: nothing more from it, and its
@@ -144,7 +143,7 @@ def test_a_standby_created_before_the_emission_reloads_the_ledger_when_it_gets_t
         assert kinds == ["skipped"] * len(kinds), decisions
         first = decisions[0][1]
         assert first.blocker.task_id == queued_id and first.blocker.state == "queued", first
-        assert [e.task_id for e in standby.ccs.ledger.entries["gc"]] == [queued_id]
+        assert [e.task_id for e in standby.ccs_coordinator.ledger.entries["gc"]] == [queued_id]
     finally:
         entry_skipped.disconnect(on_skip)
         entry_emitted.disconnect(on_emit)

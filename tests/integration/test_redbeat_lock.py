@@ -79,8 +79,8 @@ def test_a_standby_that_never_held_the_lock_does_not_write_the_ledger(app, publi
     live, standby, before = standby_beside_a_live_beat(app, published)
     try:
         # it has something to save (it forgets 'adhoc' once that emission expires)
-        standby.ccs.ledger.forget(["long"], now=time.time() + 10**6)
-        assert standby.ccs.ledger.dirty
+        standby.ccs_coordinator.ledger.forget(["long"], now=time.time() + 10**6)
+        assert standby.ccs_coordinator.ledger.dirty
         standby.close()
         assert redis.Redis.from_url(REDBEAT_DB).get(ledger_key(app)) == before
     finally:
@@ -103,7 +103,7 @@ def test_a_beat_that_lost_the_lock_does_not_send_its_buffered_run(app, published
     save(app, "gc", {"overlap": "buffer_one", "expires": 1.0})
     beat = holding_the_lock(app)
     try:
-        tick_until(beat, lambda: beat.ccs.ledger.pending)
+        tick_until(beat, lambda: beat.ccs_coordinator.ledger.pending)
         assert len(published) == 1
         other = steal_the_lock(app, beat)
         time.sleep(1.2)   # the first emission expires: the buffered run is due to go
@@ -112,7 +112,7 @@ def test_a_beat_that_lost_the_lock_does_not_send_its_buffered_run(app, published
             beat.tick()
 
         assert len(published) == 1
-        assert beat.ccs.ledger.pending   # still remembered, for whoever is in charge
+        assert beat.ccs_coordinator.ledger.pending   # still remembered, for whoever is in charge
         other.release()
     finally:
         beat.lock = None
@@ -123,7 +123,7 @@ def test_a_buffered_run_of_an_entry_disabled_since_is_dropped_not_sent(app, publ
     save(app, "gc", {"overlap": "buffer_one", "expires": 1.0})
     beat = holding_the_lock(app)
     try:
-        tick_until(beat, lambda: beat.ccs.ledger.pending)
+        tick_until(beat, lambda: beat.ccs_coordinator.ledger.pending)
         entry = RedBeatSchedulerEntry.from_key(
             RedBeatSchedulerEntry.generate_key(app, "gc"), app=app)
         entry.enabled = False
@@ -133,7 +133,7 @@ def test_a_buffered_run_of_an_entry_disabled_since_is_dropped_not_sent(app, publ
         while time.monotonic() < deadline:   # several buffer polls
             time.sleep(min(beat.tick(), 0.2))
         assert len(published) == 1
-        assert not beat.ccs.ledger.pending
+        assert not beat.ccs_coordinator.ledger.pending
     finally:
         beat.close()
 
@@ -158,7 +158,7 @@ def test_a_pending_name_that_leads_to_no_readable_entry_is_dropped_not_fatal(
             deadline = time.monotonic() + 2.5
             while time.monotonic() < deadline:   # past a buffer poll
                 time.sleep(min(beat.tick(), 0.2))
-            assert not beat.ccs.ledger.pending, attempt
+            assert not beat.ccs_coordinator.ledger.pending, attempt
         finally:
             beat.close()
 
@@ -170,7 +170,7 @@ def test_a_store_error_while_sending_a_buffered_run_keeps_it_and_beat_running(
     save(app, "gc", {"overlap": "buffer_one", "expires": 1.0})
     beat = holding_the_lock(app)
     try:
-        tick_until(beat, lambda: beat.ccs.ledger.pending)
+        tick_until(beat, lambda: beat.ccs_coordinator.ledger.pending)
         time.sleep(1.2)   # the blocking emission expires
 
         def unavailable(*args, **kwargs):
@@ -178,7 +178,7 @@ def test_a_store_error_while_sending_a_buffered_run_keeps_it_and_beat_running(
         monkeypatch.setattr(beat, "reserve", unavailable)
         for _ in range(4):
             time.sleep(max(0.0, min(beat.tick(), 0.3)))
-        assert beat.ccs.ledger.pending and len(published) == 1
+        assert beat.ccs_coordinator.ledger.pending and len(published) == 1
         monkeypatch.undo()
         tick_until(beat, lambda: len(published) == 2)
     finally:

@@ -91,21 +91,21 @@ def test_a_redis_outage_while_a_run_is_skipped_does_not_stop_beat(
         while not published:   # the first run goes out; no worker takes it
             assert time.monotonic() < deadline, "the first run was never sent"
             time.sleep(min(beat.tick(), 0.2))
-        assert beat.ccs is not None
-        read = beat.ccs.reader.read
+        assert beat.ccs_coordinator is not None
+        read = beat.ccs_coordinator.reader.read
 
         def read_then_lose_redis(*args: Any, **kwargs: Any) -> Any:
             snapshot = read(*args, **kwargs)
             store.stop()           # the skip's write to Redis comes next
             return snapshot
-        beat.ccs.reader.read = read_then_lose_redis   # type: ignore[method-assign]
+        beat.ccs_coordinator.reader.read = read_then_lose_redis   # type: ignore[method-assign]
         time.sleep(1.1)            # due again, and blocked by the queued first run
 
         delay = beat.tick()        # must not raise: celery's beat loop would exit
 
         assert isinstance(delay, (int, float))
         assert skipped == ["gc"], "the skip was neither logged nor signalled"
-        beat.ccs.reader.read = read   # type: ignore[method-assign]
+        beat.ccs_coordinator.reader.read = read   # type: ignore[method-assign]
         store.start()
         skipped.clear()
         deadline = time.monotonic() + 20

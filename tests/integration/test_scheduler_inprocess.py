@@ -68,8 +68,8 @@ def test_signals_report_each_emission_and_each_skip_with_its_blocker(scheduler):
 
 def test_emitted_message_has_expiry_and_stamp_but_no_singleton_option(scheduler, broker):
     cluster, sched = scheduler
-    tick_until(sched, lambda: sched.ccs.ledger.entries.get("queued"))
-    task_id = sched.ccs.ledger.entries["queued"][0].task_id
+    tick_until(sched, lambda: sched.ccs_coordinator.ledger.entries.get("queued"))
+    task_id = sched.ccs_coordinator.ledger.entries["queued"][0].task_id
 
     with cluster.app.connection_for_read() as conn:
         queue = Queue(cluster.queue, channel=conn.default_channel)
@@ -127,7 +127,7 @@ def test_skipped_run_still_advances_the_schedule(scheduler):
     kinds = [kind for kind, *_ in after]
     assert kinds == ["emitted", "skipped", "skipped", "skipped"], after
     emitted_id = decisions[0][2]
-    assert [e.task_id for e in sched.ccs.ledger.entries["queued"]] == [emitted_id]
+    assert [e.task_id for e in sched.ccs_coordinator.ledger.entries["queued"]] == [emitted_id]
     assert all(blocker == emitted_id for _, _, blocker in decisions[1:]), decisions
     # every due run counts once, sent or skipped (SingletonScheduler counts due runs)
     assert [count for *_, count in after] == [1, 2, 3, 4], after
@@ -144,7 +144,7 @@ def test_skipped_run_still_advances_the_schedule(scheduler):
 def test_emission_is_in_the_journal_before_it_is_published(scheduler):
     from celery.signals import before_task_publish
 
-    from ccs_beat.scheduler import journal_path, read_journal
+    from ccs_beat.stores.file import journal_path, read_journal
     _, sched = scheduler
     seen_at_publish: list[tuple[str, list[str]]] = []
 
@@ -162,12 +162,12 @@ def test_emission_is_in_the_journal_before_it_is_published(scheduler):
     assert task_id in journal
     sched.tick()                                    # the burst ends: ledger saved
     assert read_journal(journal_path(sched.schedule_filename)) == []
-    assert task_id in [e.task_id for e in sched.ccs.ledger.entries["queued"]]
+    assert task_id in [e.task_id for e in sched.ccs_coordinator.ledger.entries["queued"]]
 
 
 def test_a_publish_that_fails_is_withdrawn_so_the_next_run_is_not_blocked(make_cluster,
                                                                            caplog):
-    from ccs_beat.scheduler import journal_path, read_journal
+    from ccs_beat.stores.file import journal_path, read_journal
     cluster = make_cluster(
         schedule={"broken": {"task": "tests.sleep", "schedule": 0.5, "args": [0],
                              "options": {"singleton": {"expires": 30},
@@ -192,14 +192,14 @@ def test_a_publish_that_fails_is_withdrawn_so_the_next_run_is_not_blocked(make_c
         entry_skipped.disconnect(on_skip)
         sched.close()
     assert skipped == []          # a failed publish never blocks the next run
-    assert "broken" not in sched.ccs.ledger.entries
+    assert "broken" not in sched.ccs_coordinator.ledger.entries
     # what a restarted beat would load: nothing outstanding for the entry
     records = read_journal(journal_path(sched.schedule_filename))
     reloaded = SingletonScheduler(app=app, schedule_filename=str(cluster.dir / "schedule"))
     try:
-        assert "broken" not in reloaded.ccs.ledger.entries, records
+        assert "broken" not in reloaded.ccs_coordinator.ledger.entries, records
         # each failed publish left exactly two records: its send and its withdrawal
         assert failures() >= 3
-        assert reloaded.ccs.ledger.seq == 2 * failures(), (failures(), records)
+        assert reloaded.ccs_coordinator.ledger.seq == 2 * failures(), (failures(), records)
     finally:
         reloaded.close()

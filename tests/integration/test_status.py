@@ -8,7 +8,6 @@ import sys
 
 import pytest
 
-from tests.integration import beatlog
 from tests.integration.harness import Cluster, wait_until
 
 pytestmark = pytest.mark.timeout(150)
@@ -28,7 +27,7 @@ def test_status_shows_the_running_singleton_and_the_beat_ledger(make_cluster):
     worker = cluster.start_worker("w1", concurrency=1)
     beat = cluster.start_beat()
     wait_until(lambda: cluster.runs("long"), 40, what="the singleton to start")
-    wait_until(lambda: beatlog.skipped(beat.text(), "long"), 20, what="beat to skip it")
+    wait_until(lambda: beat.skipped("long"), 20, what="beat to skip it")
     run = cluster.runs("long")[0]
 
     result = ccs_status(cluster, "--json")
