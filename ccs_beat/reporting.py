@@ -31,9 +31,9 @@ def report(logger: logging.Logger, level: int, event: DecisionEvent, message: st
     if logger.isEnabledFor(level):
         # stacklevel: the record names the decision's caller, not this function
         logger.log(level, message, *args, extra={"ccs_event": event.as_dict()}, stacklevel=2)
-    signals.decision_made.send(sender=sender, event=event)
-    if event_log:
+    if event_log:   # before the receivers, whatever they do
         append(event_log, event, logger)
+    signals.decision_made.send(sender=sender, event=event)
 
 
 def append(path: str, event: DecisionEvent, logger: logging.Logger) -> None:

@@ -124,9 +124,17 @@ class SingletonTask(Task):
         except ConfigurationError as exc:   # bad ccs_beat_* settings: logged at start too
             self._ccs_unguarded(str(exc))
             decided = None
-        if decided is None or decided[0].run:
+        if decided is None:
             return self._ccs_run(request.id, args, kwargs)
-        self._ccs_step_aside(*decided)
+        verdict, event = decided
+        if not verdict.run:
+            # first of all: from now on this copy is no peer (see ccs_beat.skipping),
+            # however long the report's receivers and the SKIPPED write take
+            skipping.mark(request.id)
+        self._ccs_report(verdict, event)
+        if verdict.run:
+            return self._ccs_run(request.id, args, kwargs)
+        self._ccs_step_aside(verdict, event)
         raise Ignore()   # acknowledged, no retry, no callbacks; state set above
 
     def _ccs_run(self, task_id: str, args: Any, kwargs: Any) -> Any:
@@ -143,8 +151,8 @@ class SingletonTask(Task):
 
     def _ccs_guard(self, args: Any, kwargs: Any, stamp: Mapping[str, Any] | None,
                    policy: Policy | None) -> tuple[GuardVerdict, DecisionEvent] | None:
-        """Wait ``D``, read the cluster, decide, report. None: cannot be keyed
-        (named at ERROR), the body runs unguarded."""
+        """Wait ``D``, read the cluster, decide. None: cannot be keyed (named
+        at ERROR), the body runs unguarded."""
         request = self.request
         settings = _settings(self.app)
         spec = policy.key if policy is not None else DEFAULT_KEY
@@ -171,13 +179,15 @@ class SingletonTask(Task):
                            "not see it, so an identical task may run beside it", self.name,
                            request.id)
         took = time.monotonic() - started
-        event = guard_event(verdict, copy, policy, took, snapshot.taken_at)
+        self._ccs_warn_slow(took, timing)
+        return verdict, guard_event(verdict, copy, policy, took, snapshot.taken_at)
+
+    def _ccs_report(self, verdict: GuardVerdict, event: DecisionEvent) -> None:
         report(logger, logging.WARNING if verdict.unknown else logging.INFO, event,
                "ccs_beat guard: %s %s[%s]: %s (decided in %.2fs)",
-               "running" if verdict.run else "skipped duplicate", self.name, request.id,
-               verdict.detail, took, sender=self, event_log=settings.event_log)
-        self._ccs_warn_slow(took, timing)
-        return verdict, event
+               "running" if verdict.run else "skipped duplicate", self.name, event.task_id,
+               verdict.detail, event.took or 0.0, sender=self,
+               event_log=_settings(self.app).event_log)
 
     def _ccs_unguarded(self, why: str) -> None:
         """Report (at ERROR) a body that runs without the guard: bad settings,
@@ -208,9 +218,8 @@ class SingletonTask(Task):
                            self.request.id, took, timing.committed_after - timing.margin / 2)
 
     def _ccs_step_aside(self, verdict: GuardVerdict, event: DecisionEvent) -> None:
+        """Record a copy that stepped aside (marked as no peer already)."""
         request = self.request
-        # first of all: from now on this copy is no peer (see ccs_beat.skipping)
-        skipping.mark(request.id)
         winner = verdict.winner
         same_id = winner is not None and winner.task_id == request.id
         if not same_id and not self.ignore_result and _has_backend(self.app):

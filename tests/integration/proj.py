@@ -131,13 +131,22 @@ if not os.environ.get("CCS_TEST_NO_IMPORT"):
 
 
 if os.environ.get("CCS_TEST_SLOW_SKIP"):
-    # A duplicate_skipped receiver that takes its time (a slow result backend or
-    # a slow notification): the skipping copy stays on the active list meanwhile
+    # Receivers that take their time (a slow result backend, a slow notification
+    # or metrics push): the skipping copy stays on the active list meanwhile
     from ccs_beat.signals import duplicate_skipped
 
     @duplicate_skipped.connect(weak=False)
     def _slow_receiver(sender=None, **_kwargs) -> None:
         time.sleep(float(os.environ["CCS_TEST_SLOW_SKIP"]))
+
+    from ccs_beat.signals import decision_made
+
+    @decision_made.connect(weak=False)
+    def _slow_metrics(sender=None, event=None, **_kwargs) -> None:
+        # a metrics exporter that blocks: the guard's report of a step aside
+        # must not keep the skipping copy a peer meanwhile
+        if event is not None and event.action == "step_aside":
+            time.sleep(float(os.environ["CCS_TEST_SLOW_SKIP"]))
 
 
 if os.environ.get("CCS_TEST_KILL_AFTER_PUBLISH"):
