@@ -13,7 +13,8 @@ implements three raw operations (as dramatiq's result backends implement two):
 * :meth:`LedgerStore.write` -- store the state and empty the journal.
 
 A scheduler names its store class in one place (``ccs_store`` on the
-scheduler class); ``celery ccs status`` opens the same class outside beat with
+scheduler class): beat opens it with :meth:`LedgerStore.for_scheduler`, and
+``celery ccs status`` opens the same class outside beat with
 :meth:`LedgerStore.for_status`.
 """
 
@@ -70,6 +71,11 @@ class LedgerStore(ABC):
 
     @classmethod
     @abstractmethod
+    def for_scheduler(cls, scheduler: Any) -> LedgerStore:
+        """This store of a running beat, ``scheduler``."""
+
+    @classmethod
+    @abstractmethod
     def for_status(cls, app: Any, schedule_path: str | None) -> LedgerStore:
         """This store of ``app``'s beat, opened from outside beat (read only
         where the store allows it; ``schedule_path`` is ``--schedule``), or
@@ -95,6 +101,10 @@ class MemoryLedgerStore(LedgerStore):
 
     def write(self, state: dict[str, Any]) -> None:
         self._state, self._journal = state, []
+
+    @classmethod
+    def for_scheduler(cls, scheduler: Any) -> LedgerStore:
+        return cls()
 
     @classmethod
     def for_status(cls, app: Any, schedule_path: str | None) -> LedgerStore:

@@ -7,7 +7,7 @@ and django-celery-beat's ``DatabaseScheduler``). Every decision goes through
 :meth:`Coordinator.handle <ccs_beat.coordinator.Coordinator.handle>`; the mixin
 only tells it how this scheduler publishes and reserves an entry. A subclass
 says where its ledger lives by naming a :class:`~ccs_beat.ledger_store.
-LedgerStore` class in ``ccs_store`` and opening it in :meth:`ccs_open_store`.
+LedgerStore` class in ``ccs_store``.
 
 :class:`SingletonScheduler` is the drop-in for ``celery beat``::
 
@@ -47,10 +47,6 @@ class SingletonSchedulerMixin(_SchedulerBase):
     _ccs_closed = False
 
     # -- hooks (override per scheduler) -----------------------------------------
-
-    def ccs_open_store(self) -> LedgerStore:
-        """This beat's ledger store (default: ``ccs_store()``)."""
-        return self.ccs_store()
 
     def ccs_entries_at_start(self) -> Mapping[str, Any]:
         """The entries checked at start, by name: an invalid one stops beat
@@ -98,8 +94,8 @@ class SingletonSchedulerMixin(_SchedulerBase):
     def setup_schedule(self) -> None:
         super().setup_schedule()
         coordinator = Coordinator(self.app, sender=self,
-                                  store=self.ccs_open_store(), names=self.ccs_task_names,
-                                  in_charge=self.ccs_in_charge,
+                                  store=self.ccs_store.for_scheduler(self),
+                                  names=self.ccs_task_names, in_charge=self.ccs_in_charge,
                                   on_decision=self.ccs_on_decision)
         entries = self.ccs_entries_at_start()
         policies = coordinator.validate(entries)
@@ -221,9 +217,6 @@ class SingletonScheduler(SingletonSchedulerMixin, PersistentScheduler):
     """
 
     ccs_store = FileLedgerStore
-
-    def ccs_open_store(self) -> LedgerStore:
-        return FileLedgerStore(lambda: self._store, self.schedule_filename)
 
     @property
     def info(self) -> str:

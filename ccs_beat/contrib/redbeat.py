@@ -42,7 +42,6 @@ from ..checks import CheckReport
 from ..coordinator import Coordinator
 from ..errors import ConfigurationError
 from ..events import BeatAction
-from ..ledger_store import LedgerStore
 from ..logs import get_logger
 from ..scheduler import SingletonSchedulerMixin
 from .redis_store import RedisLedgerStore, journal_key, ledger_key, raw_reply
@@ -160,9 +159,6 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
     def ccs_task_names(self) -> set[str] | None:
         # outside a tick (a buffered run is re-checked): read every task name
         return self._ccs_tick_tasks
-
-    def ccs_open_store(self) -> LedgerStore:
-        return RedisLedgerStore(self.app)
 
     # -- the lock ------------------------------------------------------------------
 

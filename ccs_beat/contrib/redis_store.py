@@ -123,5 +123,9 @@ class RedisLedgerStore(LedgerStore):
         pipe.execute()
 
     @classmethod
+    def for_scheduler(cls, scheduler: Any) -> LedgerStore:
+        return cls(scheduler.app)
+
+    @classmethod
     def for_status(cls, app: Any, schedule_path: str | None) -> LedgerStore:
         return cls(app)

@@ -89,6 +89,12 @@ class FileLedgerStore(LedgerStore):
             pass
 
     @classmethod
+    def for_scheduler(cls, scheduler: Any) -> LedgerStore:
+        """The store of a ``PersistentScheduler``: its shelve (read when
+        needed: it reopens the file when the file is corrupt) and file name."""
+        return cls(lambda: scheduler._store, scheduler.schedule_filename)
+
+    @classmethod
     def for_status(cls, app: Any, schedule_path: str | None) -> LedgerStore:
         path = schedule_path or DEFAULT_SCHEDULE
         if not any(Path(p).exists() for p in (path, path + ".db", path + ".dat")):

@@ -43,7 +43,7 @@ def cluster(*tasks: SeenTask) -> Snapshot:
 
 
 def make_entry(app: Celery, name: str = "gc", options: dict | None = None) -> ScheduleEntry:
-    return ScheduleEntry(name=name, task="blobs.gc", schedule=schedule(timedelta(seconds=60)),
+    return ScheduleEntry(name=name, task="events_test.gc", schedule=schedule(timedelta(seconds=60)),
                          args=(1,), options={"singleton": True, **(options or {})}, app=app)
 
 
@@ -82,7 +82,7 @@ def test_an_emission_is_one_event_in_the_log_record_the_signal_and_the_file(app,
     assert event is not None and event.action is BeatAction.EMIT
     assert event.reason is Reason.NOTHING_IDENTICAL and event.entry == "gc"
     assert event.task_id == sent[0].options["task_id"]
-    assert event.key == task_key("blobs.gc", [1], {}) and event.expires_in is not None
+    assert event.key == task_key("events_test.gc", [1], {}) and event.expires_in is not None
     assert seen == [event]
     [record] = [r for r in caplog.records if hasattr(r, "ccs_event")]
     assert record.ccs_event == event.as_dict()
@@ -91,7 +91,7 @@ def test_an_emission_is_one_event_in_the_log_record_the_signal_and_the_file(app,
 
 
 def test_a_skip_names_its_blocker_and_its_reason_code(app):
-    blocker = SeenTask(id="b-1", name="blobs.gc", args=[1], kwargs={}, state="active",
+    blocker = SeenTask(id="b-1", name="events_test.gc", args=[1], kwargs={}, state="active",
                        worker="w1", time_start=0.0, worker_now=3.0)
     entry = make_entry(app)
     sent: list = []
@@ -141,7 +141,7 @@ def test_a_torn_or_foreign_line_in_the_event_file_is_skipped(tmp_path):
 
 
 def test_an_event_survives_its_json_line_unchanged(app):
-    blocker = SeenTask(id="b-1", name="blobs.gc", args=[1], kwargs={}, state="reserved",
+    blocker = SeenTask(id="b-1", name="events_test.gc", args=[1], kwargs={}, state="reserved",
                        worker="w1")
     event = coordinator(app, cluster(blocker)).handle(make_entry(app), publisher([]))
     assert event is not None

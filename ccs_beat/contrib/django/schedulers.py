@@ -41,7 +41,6 @@ from ...entries import OPTION
 from ...errors import ConfigurationError, UnkeyableError
 from ...events import BeatAction, DecisionEvent
 from ...identity import task_key
-from ...ledger_store import LedgerStore
 from ...logs import get_logger, printable
 from ...policies import task_default
 from ...policy import Policy, Settings, load_settings, parse_policy
@@ -399,9 +398,6 @@ class SingletonDatabaseScheduler(SingletonSchedulerMixin, DatabaseScheduler):
     ccs_store = DatabaseLedgerStore
     #: ``celery ccs check`` validates the periodic task rows with it
     ccs_check_entries = staticmethod(check_rows)
-
-    def ccs_open_store(self) -> LedgerStore:
-        return DatabaseLedgerStore()
 
     def ccs_runs_once(self, entry: Any) -> bool:
         return getattr(getattr(entry, "model", None), "one_off", False) is True

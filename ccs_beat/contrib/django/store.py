@@ -74,5 +74,9 @@ class DatabaseLedgerStore(LedgerStore):
             SingletonJournal.objects.filter(ledger=self.name).delete()
 
     @classmethod
+    def for_scheduler(cls, scheduler: Any) -> LedgerStore:
+        return cls()
+
+    @classmethod
     def for_status(cls, app: Any, schedule_path: str | None) -> LedgerStore:
         return cls()
