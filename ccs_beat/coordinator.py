@@ -373,8 +373,8 @@ class Coordinator:
         signals.entry_emitted.send(sender=self.sender, entry=entry, key=verdict.key,
                                    decision=decision, task_id=task_id,
                                    buffered=verdict.buffered, event=event)
-        if verdict.key is not None and self._on_decision is not None:
-            self._on_decision(entry, event)
+        if verdict.key is not None:
+            self._tell_scheduler(entry, event)
         return event
 
     def _skip(self, entry: BeatEntry, verdict: Verdict, *, runs_once: bool) -> DecisionEvent:
@@ -393,9 +393,20 @@ class Coordinator:
                sender=self.sender, event_log=self.settings.event_log)
         signals.entry_skipped.send(sender=self.sender, entry=entry, key=verdict.key,
                                    decision=decision, event=event)
-        if self._on_decision is not None:
-            self._on_decision(entry, event)
+        self._tell_scheduler(entry, event)
         return event
+
+    def _tell_scheduler(self, entry: BeatEntry, event: DecisionEvent) -> None:
+        """The scheduler's ``on_decision`` hook. It runs after the decision
+        was carried out: a hook that fails must not make a sent message look
+        unsent (or a skip look undecided), so it is logged and beat goes on."""
+        if self._on_decision is None:
+            return
+        try:
+            self._on_decision(entry, event)
+        except Exception as exc:
+            logger.error("ccs_beat: the scheduler's on_decision hook failed for %r: %r",
+                         entry.name, exc, exc_info=True)
 
     # -- buffered runs (buffer_one, one-offs) -----------------------------------------
 

@@ -147,3 +147,17 @@ def test_an_event_survives_its_json_line_unchanged(app):
     assert event is not None
     again = DecisionEvent.from_dict(json.loads(json.dumps(event.as_dict())))
     assert again == event and again.action == "skip" and again.reason == "identical_in_cluster"
+
+
+def test_a_failing_on_decision_hook_does_not_make_a_sent_message_look_unsent(app, caplog):
+    def broken_hook(entry, event):
+        raise RuntimeError("admin table away")
+    ccs = Coordinator(app, sender="beat", reader=CannedReader(cluster()),
+                      on_decision=broken_hook)
+    sent: list = []
+    with caplog.at_level(logging.ERROR, logger="ccs_beat"):
+        event = ccs.handle(make_entry(app), publisher(sent))
+    assert event is not None and event.action is BeatAction.EMIT and len(sent) == 1
+    assert [e.task_id for e in ccs.ledger.entries["gc"]] == [event.task_id]
+    assert any("on_decision hook failed" in r.getMessage() and r.exc_info
+               for r in caplog.records)
