@@ -44,6 +44,7 @@ def imports_of(path: Path) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom) and node.level:
             base = package[:len(package) - (node.level - 1)] if node.level > 1 else package
+            base = [part for part in base if part]   # the package itself is ""
             if node.module:
                 found.add(".".join([*base, node.module]))
             else:
@@ -84,3 +85,4 @@ def test_the_layer_check_reads_relative_imports_as_the_interpreter_resolves_them
     fake = PACKAGE / "decide.py"
     assert "snapshot" in imports_of(fake) and "coordinator" not in imports_of(fake)
     assert "contrib.django.store" in imports_of(PACKAGE / "contrib" / "django" / "schedulers.py")
+    assert "scheduler" in imports_of(PACKAGE / "__init__.py")
