@@ -195,7 +195,11 @@ class _Lock:
         self.file = None
 
     def __enter__(self):
-        self.file = open(self.path, "a")  # closed in __exit__
+        try:
+            self.file = open(self.path, "a")  # closed in __exit__
+        except OSError as exc:
+            raise SetupError(f"cannot write in {self.path.parent} ({exc}) to set it up; set "
+                             f"{VENV_ENV} to a writable path.") from exc
         try:
             import fcntl
         except ImportError:  # Windows: no lock
@@ -257,9 +261,11 @@ def ensure_venv(venv):
     if venv.exists() and not venv.is_dir():
         raise SetupError(f"{venv} exists and is not a directory; remove it or set "
                          f"{VENV_ENV} to another path.")
-    if venv.is_dir() and not looks_like_venv(venv):
-        raise SetupError(f"{venv} exists and is not a virtualenv (no pyvenv.cfg); remove it or "
-                         f"set {VENV_ENV} to another path.")
+    if ((venv / "pyvenv.cfg").exists() and not needs_install(venv)
+            and python_usable(venv_python(venv))):
+        return venv_python(venv)            # up to date: no lock, nothing written
+    if venv.is_dir() and not (venv / LOCK_NAME).exists() and not looks_like_venv(venv):
+        _refuse_foreign(venv)   # (with our lock in it, another run may be creating it)
     if not venv_python(venv).exists():      # before leaving an empty directory behind
         check_python_version()
         check_venv_module()
@@ -269,11 +275,18 @@ def ensure_venv(venv):
         raise SetupError(f"cannot create {venv}: {exc}; set {VENV_ENV} to a writable path."
                          ) from exc
     with _Lock(venv):
+        if not looks_like_venv(venv):       # checked again: another run may have set it up
+            _refuse_foreign(venv)
         if not python_usable(venv_python(venv)):
             create_venv(venv)
         if needs_install(venv):
             install(venv)
     return venv_python(venv)
+
+
+def _refuse_foreign(venv):
+    raise SetupError(f"{venv} exists and is not a virtualenv (no pyvenv.cfg); remove it or "
+                     f"set {VENV_ENV} to another path.")
 
 
 # -- running the command ------------------------------------------------------------

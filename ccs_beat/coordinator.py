@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from celery import states
@@ -70,6 +70,11 @@ class Verdict:
     judged_at: float | None = None
     #: wall clock when the cluster read it was decided by began
     read_at: float | None = None
+    #: sent by a direct ``apply_async`` call, not decided
+    direct: bool = False
+    #: a run of the schedule (False: a run by hand, outside it, which has no
+    #: next run to expire before: sent without a default expiry)
+    on_schedule: bool = True
 
     @property
     def emit(self) -> bool:
@@ -79,9 +84,11 @@ class Verdict:
         """The reason code of an emission or a skip."""
         if self.decision is not None:
             return self.decision.reason
+        if self.direct:
+            return Reason.SENT_DIRECTLY
         if self.policy is None:
             return Reason.INVALID_ENTRY
-        return Reason.OVERLAP_ALLOWED if self.key is None else Reason.SENT_DIRECTLY
+        return Reason.OVERLAP_ALLOWED
 
 
 #: what an emission sent without a decision says
@@ -218,14 +225,16 @@ class Coordinator:
 
     # -- the one path -----------------------------------------------------------
 
-    def handle(self, entry: BeatEntry, publish: Publish, *,
-               runs_once: bool = False) -> DecisionEvent | None:
+    def handle(self, entry: BeatEntry, publish: Publish, *, runs_once: bool = False,
+               on_schedule: bool = True) -> DecisionEvent | None:
         """Decide a due entry and carry the decision out: publish it, or
         skip it (remembered under ``buffer_one``, and always for an entry
         that ``runs_once``). Returns the decision's event (None when this
         beat is not in charge and sent nothing). Raises what ``publish``
         raises, after withdrawing the emission from the ledger."""
         verdict = self.judge(entry)
+        if not on_schedule:
+            verdict = replace(verdict, on_schedule=False)
         if verdict.emit:
             return self.send(entry, verdict, publish)[1]
         return self._skip(entry, verdict, runs_once=runs_once)
@@ -271,8 +280,8 @@ class Coordinator:
             policy = self.policies.of(entry)
             key = self.policies.key_for(entry, policy) if policy.checked else None
         except ConfigurationError:
-            return Verdict(None, None, None)
-        return Verdict(policy, key, None)
+            return Verdict(None, None, None, direct=True)
+        return Verdict(policy, key, None, direct=True)
 
     def send(self, entry: BeatEntry, verdict: Verdict,
              publish: Publish) -> tuple[Any, DecisionEvent | None]:
@@ -315,11 +324,11 @@ class Coordinator:
         if verdict.key is not None and verdict.policy is not None:
             now = time.time()
             expires = expiry(entry, verdict.policy.expires, options, now, self.app.timezone,
-                             since=verdict.judged_at)
+                             since=verdict.judged_at) if verdict.on_schedule else None
             if expires is not None:
                 options["expires"] = expires
                 expires_at = now + expires
-            elif runs_no_more(entry):
+            elif verdict.on_schedule and runs_no_more(entry):
                 # nothing to expire before; the ledger still must not count an
                 # unseen emission for years (the row may be armed again)
                 expires_at = now + LAST_RUN_HORIZON

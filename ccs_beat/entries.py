@@ -170,11 +170,21 @@ def _until_next_run(entry: BeatEntry, now: float, since: float | None) -> float 
     return max(next_in - min(1.0, next_in * 0.1), 0.05)
 
 
+#: attribute that marks an entry copy whose options are final (decided, stamped)
+PREPARED = "_ccs_prepared"
+
+
 def copy_with(entry: Any, options: dict[str, Any]) -> Any:
-    """A shallow copy of ``entry`` with ``options``: one that works for any
-    entry class (``ScheduleEntry.__reduce__``, which copy.copy would use, does
-    not fit subclasses such as ModelEntry)."""
+    """A shallow copy of ``entry`` with ``options``, marked prepared: one that
+    works for any entry class (``ScheduleEntry.__reduce__``, which copy.copy
+    would use, does not fit subclasses such as ModelEntry)."""
     sending = object.__new__(type(entry))
     sending.__dict__.update(entry.__dict__)
     sending.options = options
+    sending.__dict__[PREPARED] = True
     return sending
+
+
+def is_prepared(entry: Any) -> bool:
+    """True for a copy made by :func:`copy_with`: decided, its options final."""
+    return getattr(entry, "__dict__", {}).get(PREPARED) is True

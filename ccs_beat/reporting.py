@@ -53,11 +53,11 @@ def read_events(path: str | Path) -> Iterator[DecisionEvent]:
     """The events of an event file, oldest first; a torn or foreign line
     (a process killed while writing it) is skipped."""
     try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
+        lines = Path(path).read_bytes().splitlines()
     except FileNotFoundError:
         return
     for line in lines:
-        try:
-            yield DecisionEvent.from_dict(json.loads(line))
-        except (ValueError, TypeError, RecursionError):
+        try:   # another program may share the file: a line is data
+            yield DecisionEvent.from_dict(json.loads(line.decode("utf-8")))
+        except (ValueError, TypeError, RecursionError):   # UnicodeDecodeError too
             continue

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from celery.beat import PersistentScheduler
 
 from .coordinator import Coordinator, Publish
+from .entries import is_prepared
 from .events import DecisionEvent
 from .ledger_store import LedgerStore, MemoryLedgerStore
 from .logs import get_logger
@@ -111,12 +112,12 @@ class SingletonSchedulerMixin(_SchedulerBase):
     # -- the beat path ----------------------------------------------------------
 
     def ccs_publisher(self, producer: Any = None) -> Publish:
-        """Publish a prepared entry with the scheduler's own ``apply_async``
-        (the stock one: lazy arguments, beat's header, the sync count)."""
-        send = super().apply_async
-
+        """Publish a prepared entry with ``self.apply_async``, as stock beat
+        does -- a subclass's override of it sees every emission -- which hands
+        a prepared entry to the stock one (lazy arguments, beat's header, the
+        sync count)."""
         def publish(sending: Any) -> Any:
-            return send(sending, producer=producer, advance=False)
+            return self.apply_async(sending, producer=producer, advance=False)
         return publish
 
     def apply_entry(self, entry: Any, producer: Any = None) -> None:
@@ -137,7 +138,7 @@ class SingletonSchedulerMixin(_SchedulerBase):
         the ledger if it is a singleton, so beat does not send it again while
         it is queued or running."""
         coordinator = self.ccs_coordinator
-        if coordinator is None:
+        if coordinator is None or is_prepared(entry):   # decided: send it as it is
             return super().apply_async(entry, producer=producer,
                                        advance=advance, **kwargs)
         send = super().apply_async

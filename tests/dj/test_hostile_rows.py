@@ -314,3 +314,40 @@ def test_run_selected_tasks_holds_back_a_row_identical_under_its_own_key_to_one_
                    .select_related("singleton").order_by("name"))
 
     assert [bool(r.task_id) for r in runs] == [True, False]
+
+
+def test_run_selected_tasks_sends_a_plain_row_whose_schedule_beat_cannot_use(
+        app: Celery) -> None:
+    # the action sends a row now: its schedule is not read (it is beat's concern)
+    from django_celery_beat.models import IntervalSchedule
+
+    from ccs_beat.contrib.django.manual import run_now
+    huge = IntervalSchedule.objects.create(every=10**12, period=IntervalSchedule.DAYS)
+    row = PeriodicTask.objects.create(name="by hand only", task="tests.dj.noop", interval=huge)
+
+    runs = run_now(app, PeriodicTask.objects.filter(pk=row.pk).select_related("singleton"))
+
+    assert [(r.error, bool(r.task_id)) for r in runs] == [(None, True)]
+
+
+def test_a_singleton_sent_by_hand_carries_no_expiry(
+        app: Celery, make_task: Callable[..., PeriodicTask]) -> None:
+    # a run by hand is outside the schedule: there is no next run to expire before
+    from celery.signals import before_task_publish
+
+    from ccs_beat.contrib.django.manual import run_now
+    row = make_task("two seconds", task="tests.dj.noop")
+    SingletonSettings.objects.create(periodic_task=row)
+    app.conf.ccs_beat_inspect_timeout = 0.2          # no worker: on_unknown=emit sends it
+    published: list[dict[str, Any]] = []
+
+    def capture(headers: dict[str, Any] | None = None, **_: Any) -> None:
+        published.append(dict(headers or {}))
+    before_task_publish.connect(capture, weak=False)
+    try:
+        runs = run_now(app, PeriodicTask.objects.filter(pk=row.pk).select_related("singleton"))
+    finally:
+        before_task_publish.disconnect(capture)
+
+    assert runs[0].task_id and published, runs
+    assert published[0].get("expires") is None and "ccs_beat" in published[0]

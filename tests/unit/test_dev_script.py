@@ -83,6 +83,39 @@ def test_a_healthy_virtualenv_with_a_current_stamp_is_used_as_it_is(venv, monkey
     assert dev.ensure_venv(venv) == dev.venv_python(venv)
 
 
+@posix_only
+def test_an_up_to_date_virtualenv_in_a_read_only_place_is_used_without_writing(
+        venv, monkeypatch):
+    dev.write_stamp(venv)
+    monkeypatch.setattr(dev, "_Lock", lambda venv: pytest.fail("locked: it would write"))
+    assert dev.ensure_venv(venv) == dev.venv_python(venv)
+
+
+def test_a_lock_that_cannot_be_written_is_a_setup_error_naming_the_place(venv, monkeypatch):
+    def refuse(*_a, **_k):
+        raise PermissionError(13, "Read-only file system")
+    monkeypatch.setattr("builtins.open", refuse)
+    with pytest.raises(dev.SetupError, match="cannot write in"):
+        dev._Lock(venv).__enter__()
+
+
+def test_a_directory_another_run_is_creating_is_waited_for_not_refused(venv, monkeypatch):
+    (venv / "pyvenv.cfg").unlink()
+    (venv / dev.LOCK_NAME).write_text("", encoding="utf-8")   # another run holds it
+
+    def finish_creating(venv):   # what the other run did while we waited for the lock
+        (venv / "pyvenv.cfg").write_text("home = /nowhere\n", encoding="utf-8")
+    real_lock = dev._Lock
+
+    class WaitedLock(real_lock):
+        def __enter__(self):
+            finish_creating(venv)
+            return super().__enter__()
+    monkeypatch.setattr(dev, "_Lock", WaitedLock)
+    monkeypatch.setattr(dev, "install", lambda venv: None)
+    assert dev.ensure_venv(venv) == dev.venv_python(venv)
+
+
 def test_a_virtualenv_whose_python_does_not_run_is_recreated(venv, monkeypatch):
     dev.venv_python(venv).unlink()
     dev.write_stamp(venv)

@@ -161,3 +161,12 @@ def test_a_failing_on_decision_hook_does_not_make_a_sent_message_look_unsent(app
     assert [e.task_id for e in ccs.ledger.entries["gc"]] == [event.task_id]
     assert any("on_decision hook failed" in r.getMessage() and r.exc_info
                for r in caplog.records)
+
+
+def test_a_line_that_is_not_utf8_is_skipped_and_the_rest_read(tmp_path):
+    good = DecisionEvent(source="beat", action="emit", reason="nothing_identical",
+                         detail="x", at=1.0)
+    path = tmp_path / "events.jsonl"
+    line = json.dumps(good.as_dict()).encode()
+    path.write_bytes(line + b"\n" + b'{"source": "beat", "act\xe9\n' + line + b"\n")
+    assert list(read_events(path)) == [good, good]

@@ -33,7 +33,7 @@ from ...errors import ConfigurationError
 from ...events import BeatAction
 from ...policies import task_default
 from ...policy import load_settings
-from .schedulers import row_arguments, row_headers, row_option, row_schedule
+from .schedulers import row_arguments, row_headers, row_option
 
 
 @dataclass
@@ -73,8 +73,9 @@ def run_now(app: Any, periodic_tasks: Iterable[Any],
 
 def _entry(app: Any, model: Any, settings: Any) -> ScheduleEntry:
     """The row as a beat entry: its task, arguments, queue and headers (what
-    django-celery-beat's own action sends), its schedule (for the default
-    expiry) and its singleton option. Raises naming the row if any is bad."""
+    django-celery-beat's own action sends) and its singleton option; no
+    schedule (a run by hand is outside it). Raises naming the row if any is
+    bad."""
     args, kwargs = row_arguments(model)
     headers = row_headers(model)
     headers["periodic_task_name"] = model.name
@@ -84,8 +85,8 @@ def _entry(app: Any, model: Any, settings: Any) -> ScheduleEntry:
         options["queue"] = model.queue
     if option is not None:
         options[OPTION] = option
-    return ScheduleEntry(name=model.name, task=model.task, schedule=row_schedule(model),
-                         args=args, kwargs=kwargs, options=options, app=app)
+    return ScheduleEntry(name=model.name, task=model.task, schedule=None, args=args,
+                         kwargs=kwargs, options=options, app=app)
 
 
 def _run(coordinator: Coordinator, entry: ScheduleEntry,
@@ -107,7 +108,7 @@ def _run(coordinator: Coordinator, entry: ScheduleEntry,
         sent.append(sending)
         return result
 
-    event = coordinator.handle(entry, publish)
+    event = coordinator.handle(entry, publish, on_schedule=False)
     if event is None:
         return ManualRun(entry.name, error="not sent")
     if event.action is BeatAction.SKIP:
