@@ -322,7 +322,8 @@ def test_run_selected_tasks_sends_a_plain_row_whose_schedule_beat_cannot_use(
     from django_celery_beat.models import IntervalSchedule
 
     from ccs_beat.contrib.django.manual import run_now
-    huge = IntervalSchedule.objects.create(every=10**12, period=IntervalSchedule.DAYS)
+    # fits the database's integer column, not a timedelta (at most 999,999,999 days)
+    huge = IntervalSchedule.objects.create(every=2_000_000_000, period=IntervalSchedule.DAYS)
     row = PeriodicTask.objects.create(name="by hand only", task="tests.dj.noop", interval=huge)
 
     runs = run_now(app, PeriodicTask.objects.filter(pk=row.pk).select_related("singleton"))

@@ -60,6 +60,13 @@ def _stepped_aside(worker, task_id: str) -> list:
     return [e for e in _verdicts(worker, task_id) if e.action == "step_aside"]
 
 
+def _settled(cluster, worker, task_id: str) -> bool:
+    """The copy decided, and stepped aside or started its body: a decision is
+    reported just before the body starts, so the start is waited for too."""
+    return bool(_stepped_aside(worker, task_id)) or any(
+        r["id"] == task_id for r in _starts(cluster))
+
+
 def _starts(cluster) -> list[dict]:
     return [r for r in cluster.records() if r["kind"] == "start"]
 
@@ -86,7 +93,8 @@ def test_a_run_whose_pool_process_died_serves_nothing_and_the_waiting_copy_runs(
     assert victim["id"] == first
     os.kill(victim["pid"], signal.SIGKILL)     # the pool process, not the worker
 
-    wait_until(lambda: _decided(worker, second), 60, what="the waiting copy's decision")
+    wait_until(lambda: _settled(cluster, worker, second), 60,
+               what="the waiting copy's decision, and its body's start if it runs")
     assert [r["id"] for r in _starts(cluster)] == [first, second], worker.text()[-3000:]
 
 
@@ -130,5 +138,6 @@ def test_a_run_stopped_before_its_body_returned_serves_nothing(cluster, stop):
     wait_until(lambda: _starts(cluster), 60, what="the first body to start")
     if stop.startswith("revoke"):
         cluster.app.control.revoke(first, terminate=True)
-    wait_until(lambda: _decided(worker, second), 60, what="the waiting copy's decision")
+    wait_until(lambda: _settled(cluster, worker, second), 60,
+               what="the waiting copy's decision, and its body's start if it runs")
     assert [r["id"] for r in _starts(cluster)] == [first, second], worker.text()[-3000:]
