@@ -121,16 +121,23 @@ class SingletonSchedulerMixin(_SchedulerBase):
         return publish
 
     def apply_entry(self, entry: Any, producer: Any = None) -> None:
-        coordinator = self.ccs_coordinator
-        if coordinator is None:
+        if self.ccs_coordinator is None:
             return super().apply_entry(entry, producer=producer)
+        self.ccs_handle(entry, self.ccs_publisher(producer))
+        return None
+
+    def ccs_handle(self, entry: Any, publish: Publish) -> DecisionEvent | None:
+        """Decide a due entry and carry it out (``Coordinator.handle``); a
+        failed publish is logged, as stock beat logs it, and beat goes on.
+        The decision's event, or None (nothing decided or sent)."""
+        assert self.ccs_coordinator is not None
         try:
-            coordinator.handle(entry, self.ccs_publisher(producer),
-                               runs_once=self.ccs_runs_once(entry))
+            return self.ccs_coordinator.handle(entry, publish,
+                                               runs_once=self.ccs_runs_once(entry))
         except Exception as exc:
             logger.error("ccs_beat: could not send %r (%s): %r", entry.name, entry.task, exc,
                          exc_info=True)
-        return None
+            return None
 
     def apply_async(self, entry: Any, producer: Any = None, advance: bool = True,
                     **kwargs: Any) -> Any:

@@ -202,18 +202,12 @@ class SingletonRedBeatScheduler(SingletonSchedulerMixin, RedBeatScheduler):
             self._ccs_tick_tasks = None
 
     def maybe_due(self, entry: Any, **kwargs: Any) -> Any:
-        coordinator = self.ccs_coordinator
-        if coordinator is None:
+        if self.ccs_coordinator is None:
             return super().maybe_due(entry, **kwargs)
         is_due, next_time_to_run = entry.is_due()
         if not is_due:
             return next_time_to_run
-        try:
-            event = coordinator.handle(entry, self._ccs_reserving_publisher(entry, kwargs))
-        except Exception as exc:
-            logger.error("ccs_beat: could not send %r (%s): %r", entry.name, entry.task, exc,
-                         exc_info=True)
-            return next_time_to_run
+        event = self.ccs_handle(entry, self._ccs_reserving_publisher(entry, kwargs))
         if event is not None and event.action is BeatAction.SKIP:
             return self._ccs_advance(entry, next_time_to_run)
         return next_time_to_run
